@@ -1,0 +1,302 @@
+"""The export steps as activities: small methods on a class that holds the store and providers.
+
+Each step loads what it needs from the store by id (history carries ids only), does its I/O, and
+turns every failure into a Temporal error whose retry decision is made in activities/errors.py.
+Every failed attempt is also written to the store (export_attempts), so nothing fails silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
+
+from temporalio import activity
+
+from billbridge.activities.errors import (
+    ExportError,
+    InvalidInvoice,
+    ProviderCustomerMissing,
+    UnknownCustomer,
+    UnmappedItems,
+)
+from billbridge.activities.providers import PROVIDERS
+from billbridge.activities.providers.base import InvoiceProvider, Plan, PushContext, check_plan
+from billbridge.activities.providers.lines import (
+    InvoiceBreakdown,
+    InvoiceInconsistent,
+    break_down,
+)
+from billbridge.activities.store import Store
+from billbridge.core.config import Settings
+from billbridge.core.messages import (
+    CustomerLinkResult,
+    Decision,
+    ExportInvoiceInput,
+    ExportStatus,
+    MappingResult,
+    PushInput,
+    PushResult,
+    RecordInput,
+    StepInput,
+)
+from billbridge.core.models import EXPORTABLE_PROVIDERS, Invoice, LineItem
+from billbridge.core.money import InexactAmountError
+from billbridge.workflows import activity_names as names
+
+LINE_PAGE = 1000  # lines read from the store per query
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _step(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record each failed attempt in the store and raise it with its retry decision."""
+
+    def decorate(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            self, request = args[0], args[1]
+            try:
+                return method(*args, **kwargs)
+            except ExportError as err:
+                _note_attempt(self, request, step, f"{err.type_name}: {err}")
+                raise err.to_application_error() from err
+            except Exception as err:  # unexpected: retried, and recorded so it is not silent
+                _note_attempt(self, request, step, f"{type(err).__name__}: {err}")
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+def _note_attempt(activities: Any, request: Any, step: str, error: str) -> None:
+    try:
+        provider = getattr(request, "provider", "") or "none"
+        activities.store.add_attempt(request.invoice_id, provider, step, error[:2000])
+    except Exception:  # the store being down must not hide the original error
+        activity.logger.exception("could not record the failed attempt")
+
+
+class ExportActivities:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        providers: Mapping[str, Callable[[Settings], InvoiceProvider]] = PROVIDERS,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self._factories = providers
+        self._providers: dict[str, InvoiceProvider] = {}
+        self._lock = threading.Lock()
+
+    def provider(self, name: str) -> InvoiceProvider:
+        with self._lock:
+            if name not in self._providers:
+                self._providers[name] = self._factories[name](self.settings)
+            return self._providers[name]
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [
+            self.decide_export,
+            self.lookup_mappings,
+            self.link_customer,
+            self.push_invoice,
+            self.record_export,
+        ]
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def load_invoice(self, invoice_id: str) -> tuple[Invoice, list[LineItem]]:
+        header = self.store.get_invoice_header(invoice_id)
+        if header is None:
+            raise InvalidInvoice(
+                f"invoice {invoice_id} is not in billbridge's store; submit it with "
+                "`billbridge export` (or billbridge.starter.submit_invoice) first"
+            )
+        lines: list[LineItem] = []
+        while True:
+            page = self.store.get_invoice_lines(invoice_id, len(lines), LINE_PAGE)
+            lines.extend(page)
+            if len(page) < LINE_PAGE:
+                return header, lines
+
+    def breakdown(self, invoice: Invoice, lines: list[LineItem]) -> InvoiceBreakdown:
+        try:
+            return break_down(invoice, lines)
+        except (InvoiceInconsistent, InexactAmountError) as err:
+            raise InvalidInvoice(f"invoice {invoice.id}: {err}") from err
+
+    def plan(
+        self,
+        invoice_id: str,
+        provider_name: str,
+        connection_id: str,
+        provider_customer_id: str,
+        now: float,
+    ) -> tuple[Plan, InvoiceBreakdown]:
+        """Plan and check (no writes): used by the push step and by `export --dry-run`."""
+        invoice, lines = self.load_invoice(invoice_id)
+        breakdown = self.breakdown(invoice, lines)
+        mappings = self.store.get_mappings(connection_id, breakdown.mapping_keys())
+        _require_mapped(invoice, lines, breakdown, mappings)
+        provider = self.provider(provider_name)
+        resolved = provider.resolve_items(set(mappings.values()))
+        items = {key: resolved[item] for key, item in mappings.items()}
+        plan = provider.plan(invoice, breakdown, items, provider_customer_id, now)
+        check_plan(plan, breakdown)
+        return plan, breakdown
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    @activity.defn(name=names.DECIDE)
+    @_step("decide")
+    def decide_export(self, request: ExportInvoiceInput) -> Decision:
+        return self.decide(request.invoice_id)
+
+    def decide(self, invoice_id: str) -> Decision:
+        """Zero total? Which provider? Pure store reads, also used by `export --dry-run`."""
+        invoice = self.store.get_invoice_header(invoice_id)
+        if invoice is None:
+            raise InvalidInvoice(f"invoice {invoice_id} is not in billbridge's store")
+        decision = Decision(
+            invoice_id=invoice.id,
+            customer_id=invoice.customer.id,
+            status=ExportStatus.RECEIVED,
+            currency=invoice.currency,
+            billing_total=str(invoice.total),
+        )
+        if invoice.total == 0:
+            return decision.model_copy(
+                update={
+                    "status": ExportStatus.SKIPPED_ZERO_TOTAL,
+                    "reason": "the invoice total is zero; zero-total invoices are not exported",
+                }
+            )
+        customer = self.store.get_customer(invoice.customer.id)
+        if customer is None:
+            raise UnknownCustomer(
+                f"customer {invoice.customer.id} of invoice {invoice.id} is unknown to "
+                "billbridge; upsert it with `billbridge customers upsert` first"
+            )
+        provider = customer.payment_provider
+        if provider is None or provider not in EXPORTABLE_PROVIDERS:
+            return decision.model_copy(
+                update={
+                    "status": ExportStatus.NOT_EXPORTED,
+                    "provider": provider or "",
+                    "reason": f"customer {customer.id} has payment_provider {provider!r}, "
+                    "which is not an invoicing provider; nothing to export",
+                }
+            )
+        if provider not in self._factories:
+            return decision.model_copy(
+                update={
+                    "status": ExportStatus.NOT_EXPORTED,
+                    "provider": provider,
+                    "reason": f"billbridge has no {provider} exporter yet "
+                    f"(available: {', '.join(sorted(self._factories))})",
+                }
+            )
+        if not customer.payment_provider_id:
+            raise ProviderCustomerMissing(
+                f"customer {customer.id} has payment_provider {provider!r} but no "
+                "payment_provider_id; set it with `billbridge customers upsert`"
+            )
+        return decision.model_copy(update={"provider": provider, "connection_id": provider})
+
+    @activity.defn(name=names.LOOKUP_MAPPINGS)
+    @_step("lookup_mappings")
+    def lookup_mappings(self, request: StepInput) -> MappingResult:
+        invoice, lines = self.load_invoice(request.invoice_id)
+        breakdown = self.breakdown(invoice, lines)
+        mappings = self.store.get_mappings(request.connection_id, breakdown.mapping_keys())
+        _require_mapped(invoice, lines, breakdown, mappings)
+        self.provider(request.provider).resolve_items(set(mappings.values()))
+        return MappingResult(mapped_keys=len(mappings), line_count=len(lines))
+
+    @activity.defn(name=names.LINK_CUSTOMER)
+    @_step("link_customer")
+    def link_customer(self, request: StepInput) -> CustomerLinkResult:
+        invoice = self.store.get_invoice_header(request.invoice_id)
+        assert invoice is not None  # decide_export checked it
+        customer = self.store.get_customer(invoice.customer.id)
+        if customer is None or not customer.payment_provider_id:
+            raise ProviderCustomerMissing(
+                f"customer {invoice.customer.id} has no payment_provider_id"
+            )
+        provider_customer_id = customer.payment_provider_id
+        self.provider(request.provider).check_customer(provider_customer_id)
+        self.store.link_customer(request.connection_id, customer.id, provider_customer_id)
+        return CustomerLinkResult(provider_customer_id=provider_customer_id)
+
+    @activity.defn(name=names.PUSH_INVOICE)
+    @_step("push")
+    def push_invoice(self, request: PushInput) -> PushResult:
+        plan, _ = self.plan(
+            request.invoice_id,
+            request.provider,
+            request.connection_id,
+            request.provider_customer_id,
+            request.push_started_at,
+        )
+        record = self.store.get_export(request.invoice_id, request.provider)
+
+        def remember(external_id: str) -> None:
+            self.store.upsert_export(
+                request.invoice_id,
+                request.provider,
+                status=ExportStatus.PUSHING.value,
+                external_id=external_id,
+            )
+
+        context = PushContext(
+            invoice_id=request.invoice_id,
+            provider_customer_id=request.provider_customer_id,
+            push_started_at=request.push_started_at,
+            known_external_id=record.external_id if record is not None else None,
+            heartbeat=lambda detail: activity.heartbeat(detail),
+            remember_external_id=remember,
+        )
+        return self.provider(request.provider).push(plan, context)
+
+    @activity.defn(name=names.RECORD_EXPORT)
+    @_step("record")
+    def record_export(self, request: RecordInput) -> None:
+        fields: dict[str, object] = {
+            "status": request.status.value,
+            "billing_total": request.billing_total,
+            "error": request.error or None,
+        }
+        if request.push is not None:
+            fields.update(
+                external_id=request.push.external_id,
+                external_url=request.push.external_url,
+                provider_total=request.push.provider_total,
+                provider_amount_due=request.push.provider_amount_due,
+                line_count=request.push.provider_line_count,
+                request_count=request.push.request_count,
+            )
+        self.store.upsert_export(request.invoice_id, request.provider, **fields)
+
+
+def _require_mapped(
+    invoice: Invoice,
+    lines: list[LineItem],
+    breakdown: InvoiceBreakdown,
+    mappings: Mapping[str, str],
+) -> None:
+    missing = sorted(breakdown.mapping_keys() - set(mappings))
+    if not missing:
+        return
+    names_by_item = {line.price.item.id: line.price.item.name for line in lines}
+    described = [
+        f"{key} ({names_by_item[key]})" if key in names_by_item else key for key in missing
+    ]
+    raise UnmappedItems(
+        f"invoice {invoice.id} has {len(missing)} unmapped item(s): {', '.join(described)}; "
+        "map each with `billbridge mappings set`"
+    )

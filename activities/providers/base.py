@@ -1,0 +1,90 @@
+"""The one small interface every invoicing provider implements.
+
+A provider is a module with a class implementing InvoiceProvider plus one registry entry
+(activities/providers/__init__.py). It has two halves: `plan` is pure (the exact requests the
+provider will receive, amounts in the provider's units) and `push` does the I/O, idempotently.
+Between them `check_plan` proves the plan's totals equal the billing totals to the minor unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from billbridge.activities.errors import TotalMismatch
+from billbridge.activities.providers.lines import InvoiceBreakdown
+from billbridge.core.messages import PushResult
+from billbridge.core.models import Invoice
+
+
+@dataclass
+class Plan:
+    """What a push will write. Provider modules subclass it with their own request shapes."""
+
+    provider: str
+    invoice_id: str
+    currency: str
+    total_minor: int
+    amount_due_minor: int
+    line_amounts_minor: list[int] = field(default_factory=list)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The provider requests, for `--dry-run` (ids the provider assigns are placeholders)."""
+        raise NotImplementedError
+
+
+@dataclass
+class PushContext:
+    """What push needs from its activity: resume data and progress callbacks."""
+
+    invoice_id: str
+    provider_customer_id: str
+    push_started_at: float
+    known_external_id: str | None = None
+    heartbeat: Callable[[str], None] = lambda detail: None
+    remember_external_id: Callable[[str], None] = lambda external_id: None
+
+
+class InvoiceProvider(Protocol):
+    name: str
+
+    def check_customer(self, provider_customer_id: str) -> None:
+        """Raise ProviderCustomerMissing unless the customer exists (and is not deleted)."""
+
+    def resolve_items(self, provider_item_ids: Collection[str]) -> dict[str, str]:
+        """Mapped item id -> the id a line carries; ProviderItemMissing lists unknown ones."""
+
+    def plan(
+        self,
+        invoice: Invoice,
+        breakdown: InvoiceBreakdown,
+        items: Mapping[str, str],
+        provider_customer_id: str,
+        now: float,
+    ) -> Plan:
+        """Pure: the requests that would export the invoice. `items`: mapping key -> the
+        resolved provider item (see resolve_items); `now`: when the push began (unix time,
+        fixed across retries so the requests stay identical under their idempotency keys)."""
+
+    def push(self, plan: Plan, context: PushContext) -> PushResult:
+        """Write the plan; safe to call again after any failure (idempotent)."""
+
+
+def check_plan(plan: Plan, breakdown: InvoiceBreakdown) -> None:
+    """Nothing is written unless the plan adds up to the billing totals exactly."""
+    planned = sum(plan.line_amounts_minor)
+    problems = []
+    if planned != breakdown.total_minor:
+        problems.append(f"lines add up to {planned}, billing total is {breakdown.total_minor}")
+    if plan.total_minor != breakdown.total_minor:
+        problems.append(f"plan total {plan.total_minor} != billing total {breakdown.total_minor}")
+    if plan.amount_due_minor != breakdown.amount_due_minor:
+        problems.append(
+            f"plan amount due {plan.amount_due_minor} != billing amount due "
+            f"{breakdown.amount_due_minor}"
+        )
+    if problems:
+        raise TotalMismatch(
+            f"invoice {plan.invoice_id} ({plan.currency}, minor units): " + "; ".join(problems)
+        )

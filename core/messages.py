@@ -1,0 +1,123 @@
+"""Inputs and outputs of the export workflow and its activities.
+
+They cross Temporal's history, so they carry ids, statuses and amounts only: never the invoice's
+lines, a customer's name or e-mail, or a credential. One model per call so fields can be added
+without breaking running workflows.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+
+class ExportStatus(StrEnum):
+    """Where an export stands; also the value of the `ExportStatus` search attribute."""
+
+    RECEIVED = "received"
+    MAPPING = "mapping"
+    LINKING_CUSTOMER = "linking_customer"
+    PUSHING = "pushing"
+    EXPORTED = "exported"
+    SKIPPED_ZERO_TOTAL = "skipped_zero_total"
+    NOT_EXPORTED = "not_exported"
+    FAILED = "failed"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        ExportStatus.EXPORTED,
+        ExportStatus.SKIPPED_ZERO_TOTAL,
+        ExportStatus.NOT_EXPORTED,
+        ExportStatus.FAILED,
+    }
+)
+
+
+class ExportInvoiceInput(BaseModel):
+    invoice_id: str
+
+
+class Decision(BaseModel):
+    """What the workflow does with an invoice; decided from the stored invoice and customer."""
+
+    invoice_id: str
+    customer_id: str
+    status: ExportStatus  # RECEIVED means "go on and export"
+    reason: str = ""
+    provider: str = ""  # the customer's payment_provider, e.g. "stripe_invoice"
+    connection_id: str = ""
+    currency: str = ""
+    billing_total: str = "0"
+    line_count: int = 0
+
+
+class StepInput(BaseModel):
+    invoice_id: str
+    provider: str
+    connection_id: str
+
+
+class MappingResult(BaseModel):
+    mapped_keys: int
+    line_count: int
+
+
+class CustomerLinkResult(BaseModel):
+    provider_customer_id: str
+
+
+class PushInput(BaseModel):
+    invoice_id: str
+    provider: str
+    connection_id: str
+    provider_customer_id: str
+    # When the workflow began pushing: a provider lookup for an object an earlier attempt made
+    # (after its idempotency key may have expired) only needs to look from here on.
+    push_started_at: float
+
+
+class PushResult(BaseModel):
+    external_id: str
+    external_url: str = ""
+    provider_total: str
+    provider_amount_due: str
+    provider_line_count: int
+    request_count: int
+    consolidated: bool = False
+    note: str = ""  # what the provider did differently, e.g. an amount carried to a balance
+
+
+class RecordInput(BaseModel):
+    invoice_id: str
+    provider: str
+    status: ExportStatus
+    billing_total: str = ""
+    error: str = ""
+    push: PushResult | None = None
+
+
+class ExportResult(BaseModel):
+    """What `billbridge export` prints and the workflow returns."""
+
+    invoice_id: str
+    status: ExportStatus
+    provider: str = ""
+    reason: str = ""
+    external_id: str = ""
+    external_url: str = ""
+    billing_total: str = ""
+    provider_total: str = ""
+    provider_amount_due: str = ""
+    provider_line_count: int = 0
+    request_count: int = 0
+
+
+class Progress(BaseModel):
+    """Answer of the workflow's `progress` query: the current step and the last problem seen."""
+
+    invoice_id: str
+    step: ExportStatus
+    provider: str = ""
+    detail: str = ""

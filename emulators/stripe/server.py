@@ -1,0 +1,421 @@
+"""HTTP layer: request pipeline (faults, auth, rate limit, idempotency) and the admin surface.
+
+Pipeline for every /v1 request, in order:
+
+1. injected ``drop`` / ``status`` faults (before anything else; the request is not executed),
+2. authentication (``Authorization: Bearer sk_test_...`` or HTTP Basic with the key as user),
+3. the per-key token-bucket rate limit (429, never saved for idempotency),
+4. form decoding and routing (unknown URL -> 404),
+5. idempotency (POST only, as Stripe documents: keys on GET/DELETE have no effect),
+6. parameter validation (failures are not saved, so the key can be retried),
+7. an injected ``delay`` (while the key is marked in flight), then execution under the state
+   lock; the response (including 4xx from business rules and 500s) is saved for the key,
+8. an injected ``drop_after`` discards the response and closes the connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from . import api, errors
+from .faults import Fault, FaultSet
+from .forms import FormError, decode
+from .idempotency import (
+    MAX_KEY_LENGTH,
+    Fingerprint,
+    IdempotencyStore,
+    Outcome,
+    SavedResponse,
+)
+from .ratelimit import RateLimiter
+from .requestlog import LoggedRequest, RequestLog
+from .state import Store, new_id
+
+DEFAULT_API_VERSION = "2026-10-28.endive"
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    drop: bool = False
+
+
+def _json(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode()
+
+
+def _redact(key: str) -> str:
+    if len(key) <= 12:
+        return key
+    return key[:8] + "*" * (len(key) - 12) + key[-4:]
+
+
+class ApiCore:
+    """Protocol logic independent of the socket server (one instance per emulator)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        idempotency: IdempotencyStore,
+        limiter: RateLimiter,
+        faults: FaultSet,
+        log: RequestLog,
+        api_keys: frozenset[str] | None,
+        max_lines_per_add_lines: int,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.idempotency = idempotency
+        self.limiter = limiter
+        self.faults = faults
+        self.log = log
+        self.api_keys = api_keys
+        self.max_lines_per_add_lines = max_lines_per_add_lines
+        self._sleep = sleep
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _authenticate(self, headers: Mapping[str, str]) -> str:
+        raw = headers.get("authorization", "").strip()
+        key = ""
+        scheme, _, credential = raw.partition(" ")
+        if scheme.lower() == "bearer":
+            key = credential.strip()
+        elif scheme.lower() == "basic":
+            try:
+                key = base64.b64decode(credential.strip()).decode().partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                key = ""
+        if not key:
+            raise errors.StripeError(
+                401,
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, "
+                "or we can help at https://support.stripe.com/.",
+            )
+        valid = (
+            key in self.api_keys if self.api_keys is not None else key.startswith(TEST_KEY_PREFIXES)
+        )
+        if not valid:
+            raise errors.StripeError(401, f"Invalid API Key provided: {_redact(key)}")
+        return key
+
+    @staticmethod
+    def _error_reply(err: errors.StripeError, request_id: str) -> Reply:
+        return Reply(err.status, dict(err.headers), _json(err.body(request_id)))
+
+    # -- pipeline --------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Process one /v1 request. ``headers`` must have lower-cased names."""
+        request_id = new_id("req", 14)
+        split = urlsplit(target)
+        path = unquote(split.path)
+        idem_key = headers.get("idempotency-key")
+        form_error: FormError | None = None
+        try:
+            query = decode(split.query)
+        except FormError as exc:
+            query, form_error = {}, exc
+        params: dict[str, Any] = query
+        if method == "POST":
+            try:
+                params = {**query, **decode(body)}
+            except FormError as exc:
+                params, form_error = query, exc
+        entry = LoggedRequest(
+            method=method,
+            path=path,
+            query=query,
+            params=params,
+            idempotency_key=idem_key,
+            status=0,
+            replayed=False,
+            fault=None,
+            at=time.time(),
+            request_id=request_id,
+        )
+        fired: list[str] = []
+        delay, fault = self.faults.take(method, path)
+
+        def apply_delay() -> None:
+            nonlocal delay
+            if delay is not None:
+                fired.append("delay")
+                seconds, delay = delay.seconds, None
+                self._sleep(seconds)
+
+        def finish(reply: Reply) -> Reply:
+            apply_delay()
+            reply.headers.setdefault("Content-Type", "application/json")
+            reply.headers["Request-Id"] = request_id
+            reply.headers["Stripe-Version"] = headers.get("stripe-version") or DEFAULT_API_VERSION
+            reply.headers.setdefault("Cache-Control", "no-cache, no-store")
+            reply.headers.setdefault("Access-Control-Allow-Origin", "*")
+            entry.status = 0 if reply.drop and "drop" in fired else reply.status
+            entry.fault = "+".join(fired) or None
+            self.log.append(entry)
+            return reply
+
+        if fault is not None and fault.kind == "drop":
+            apply_delay()
+            fired.append("drop")
+            return finish(Reply(0, drop=True))
+        if fault is not None and fault.kind == "status":
+            apply_delay()
+            fired.append("status")
+            injected = errors.for_status(fault.status, fault.message)
+            reply = self._error_reply(injected, request_id)
+            if fault.retry_after is not None:
+                ra = fault.retry_after
+                reply.headers["Retry-After"] = str(int(ra)) if ra == int(ra) else str(ra)
+            return finish(reply)
+
+        try:
+            api_key = self._authenticate(headers)
+        except errors.StripeError as err:
+            return finish(self._error_reply(err, request_id))
+        if not self.limiter.allow(api_key):
+            return finish(self._error_reply(errors.rate_limited(), request_id))
+        if form_error is not None:
+            return finish(
+                self._error_reply(errors.invalid(str(form_error), form_error.param), request_id)
+            )
+        found = api.match(method, path)
+        if found is None:
+            return finish(self._error_reply(errors.unrecognized_url(method, path), request_id))
+        route, ids = found
+
+        idempotent = method == "POST" and bool(idem_key)
+        extra: dict[str, str] = {}
+        if idempotent:
+            assert idem_key is not None
+            extra = {"Idempotency-Key": idem_key, "Original-Request": request_id}
+            if len(idem_key) > MAX_KEY_LENGTH:
+                # UNCONFIRMED wording; the 255-character limit is documented.
+                too_long = errors.invalid(
+                    f"Idempotency keys can be at most {MAX_KEY_LENGTH} characters long, but the "
+                    f"provided key is {len(idem_key)} characters long."
+                )
+                return finish(self._error_reply(too_long, request_id))
+            begun = self.idempotency.begin(
+                api_key, idem_key, Fingerprint.of(method, path, params), request_id
+            )
+            if begun.outcome is Outcome.REPLAY:
+                assert begun.saved is not None
+                saved = begun.saved
+                entry.replayed = True
+                headers_out = {
+                    **saved.headers,
+                    "Idempotency-Key": idem_key,
+                    "Original-Request": saved.request_id,
+                    "Idempotent-Replayed": "true",
+                }
+                return finish(Reply(saved.status, headers_out, saved.body))
+            if begun.outcome is Outcome.IN_FLIGHT:
+                return finish(self._error_reply(errors.for_status(409), request_id))
+            if begun.outcome is Outcome.ENDPOINT_MISMATCH:
+                assert begun.original is not None
+                mismatch = errors.StripeError(
+                    400,
+                    "Keys for idempotent requests can only be used for the same endpoint they "
+                    f"were first used for ('{begun.original.method} {begun.original.path}' vs "
+                    f"'{method} {path}'). Try using a key other than '{idem_key}' if you meant "
+                    "to execute a different request.",
+                    type="idempotency_error",
+                )
+                return finish(self._error_reply(mismatch, request_id))
+            if begun.outcome is Outcome.PARAMS_MISMATCH:
+                mismatch = errors.StripeError(
+                    400,
+                    "Keys for idempotent requests can only be used with the same parameters they "
+                    f"were first used with. Try using a key other than '{idem_key}' if you meant "
+                    "to execute a different request.",
+                    type="idempotency_error",
+                )
+                return finish(self._error_reply(mismatch, request_id))
+
+        try:
+            coerced = route.schema.coerce(params, "")
+        except errors.StripeError as err:
+            if idempotent:
+                assert idem_key is not None
+                self.idempotency.abandon(api_key, idem_key)
+            return finish(self._error_reply(err, request_id))
+
+        apply_delay()
+        call = api.Call(ids, coerced, self.max_lines_per_add_lines)
+        try:
+            with self.store.lock:
+                result = route.handler(self.store, call)
+                reply = Reply(200, {"Content-Type": "application/json"}, _json(result))
+        except errors.StripeError as err:
+            reply = self._error_reply(err, request_id)
+        except Exception:  # an emulator bug: answer like Stripe's 500, keep a trace on stderr
+            traceback.print_exc(file=sys.stderr)
+            reply = self._error_reply(errors.api_error(), request_id)
+        if idempotent:
+            assert idem_key is not None
+            self.idempotency.complete(
+                api_key,
+                idem_key,
+                SavedResponse(reply.status, reply.body, dict(reply.headers), request_id),
+            )
+            reply.headers.update(extra)
+        if fault is not None and fault.kind == "drop_after":
+            fired.append("drop_after")
+            reply.drop = True
+        return finish(reply)
+
+
+class Admin(Protocol):
+    """What the /_emulator/ surface needs from the emulator."""
+
+    def requests(self) -> list[LoggedRequest]: ...
+    def clear_requests(self) -> None: ...
+    def invoices(self) -> list[dict[str, Any]]: ...
+    def add_fault(self, fault: Fault) -> None: ...
+    def clear_faults(self) -> None: ...
+    def faults(self) -> list[dict[str, Any]]: ...
+    def reset(self) -> None: ...
+    def expire_idempotency_keys(self) -> None: ...
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], core: ApiCore, admin: Admin) -> None:
+        self.core = core
+        self.admin = admin
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._conn_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "nginx"
+    sys_version = ""
+    timeout = 120
+    server: EmulatorHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # quiet; the request log is available through the API
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self, method: str) -> None:
+        body = self._read_body()
+        if urlsplit(self.path).path.startswith("/_emulator/"):
+            status, payload = _admin(self.server.admin, method, urlsplit(self.path).path, body)
+            self._send(Reply(status, {"Content-Type": "application/json"}, _json(payload)))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = self.server.core.handle(method, self.path, headers, body)
+        if reply.drop:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+
+def _admin(admin: Admin, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    route = path.rstrip("/")
+    try:
+        if route == "/_emulator/requests" and method == "GET":
+            return 200, [r.to_dict() for r in admin.requests()]
+        if route == "/_emulator/requests" and method == "DELETE":
+            admin.clear_requests()
+            return 200, {"cleared": True}
+        if route == "/_emulator/invoices" and method == "GET":
+            return 200, admin.invoices()
+        if route == "/_emulator/faults" and method == "GET":
+            return 200, admin.faults()
+        if route == "/_emulator/faults" and method == "POST":
+            data = json.loads(body or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("fault body must be a JSON object")
+            fault = Fault.from_dict(data)
+            admin.add_fault(fault)
+            return 200, fault.to_dict()
+        if route == "/_emulator/faults" and method == "DELETE":
+            admin.clear_faults()
+            return 200, {"cleared": True}
+        if route == "/_emulator/reset" and method == "POST":
+            admin.reset()
+            return 200, {"reset": True}
+        if route == "/_emulator/expire-idempotency-keys" and method == "POST":
+            admin.expire_idempotency_keys()
+            return 200, {"expired": True}
+        if route == "/_emulator/health" and method == "GET":
+            return 200, {"ok": True}
+        if route == "/_emulator/endpoints" and method == "GET":
+            return 200, api.endpoints()
+    except (ValueError, TypeError) as exc:
+        return 400, {"error": str(exc)}
+    return 404, {"error": f"unknown admin endpoint {method} {path}"}

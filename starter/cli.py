@@ -1,0 +1,233 @@
+"""`billbridge` command line: the door for humans and scripts.
+
+billbridge worker                      run the export worker (starts embedded services if unset)
+billbridge server                      run only the embedded Temporal server and Stripe emulator
+billbridge export invoice.json         validate, store, export, wait and print the result (JSON)
+billbridge customers upsert c.json     store Orb customer objects (payment_provider[_id])
+billbridge mappings set|list ...       item mappings (billing item -> provider product/price)
+billbridge schema invoice|customer     print the JSON Schema of an input
+billbridge demo [--json]               the whole job on embedded defaults, with sample invoices
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from billbridge.core.config import Settings
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as err:
+        raise SystemExit(f"billbridge: cannot read {path}: {err.strerror}") from err
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from billbridge.core.models import Customer, invoice_json_schema
+
+    schema = invoice_json_schema() if args.what == "invoice" else Customer.model_json_schema()
+    _print_json(schema)
+    return 0
+
+
+def cmd_customers(args: argparse.Namespace) -> int:
+    from billbridge.activities.store import Store
+    from billbridge.starter.door import InvalidPayload, upsert_customers
+
+    store = Store(Settings.from_env().database_url)
+    try:
+        customers = upsert_customers(store, _read(args.file))
+    except InvalidPayload as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"upserted {len(customers)} customer(s)")
+    return 0
+
+
+def cmd_mappings(args: argparse.Namespace) -> int:
+    from billbridge.activities.store import Store
+
+    store = Store(Settings.from_env().database_url)
+    try:
+        if args.action == "set":
+            store.set_mapping(args.connection, args.billing_item, args.provider_item)
+            print(f"{args.connection}: {args.billing_item} -> {args.provider_item}")
+        else:
+            _print_json(store.list_mappings(args.connection))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return asyncio.run(_export(args))
+
+
+async def _export(args: argparse.Namespace) -> int:
+    from billbridge.activities.store import Store
+    from billbridge.starter.door import (
+        InvalidPayload,
+        export_result,
+        start_export,
+        submit_invoice,
+    )
+    from billbridge.workers.client import connect
+
+    settings = Settings.from_env()
+    store = Store(settings.database_url)
+    try:
+        try:
+            invoice = submit_invoice(store, _read(args.file))
+        except InvalidPayload as err:
+            print(f"billbridge: {err}", file=sys.stderr)
+            return 2
+        if args.dry_run:
+            return _dry_run(store, settings, invoice.id)
+        address = settings.temporal_address or "127.0.0.1:7233"
+        client = await connect(address, settings.temporal_namespace)
+        handle = await start_export(client, invoice.id, settings.task_queue)
+        if args.no_wait:
+            _print_json({"invoice_id": invoice.id, "workflow_id": handle.id, "status": "started"})
+            return 0
+        result = await export_result(handle, invoice.id)
+        _print_json(result.model_dump(mode="json"))
+        return 0 if result.status != "failed" else 1
+    finally:
+        store.close()
+
+
+def _dry_run(store: Any, settings: Settings, invoice_id: str) -> int:
+    """Print the exact provider requests, writing nothing."""
+    from billbridge.activities.errors import ExportError
+    from billbridge.activities.export import ExportActivities
+    from billbridge.core.messages import ExportStatus
+
+    activities = ExportActivities(store, settings)
+    try:
+        decision = activities.decide(invoice_id)
+        if decision.status != ExportStatus.RECEIVED:
+            _print_json(decision.model_dump(mode="json"))
+            return 0
+        customer = store.get_customer(decision.customer_id)
+        plan, _ = activities.plan(
+            invoice_id,
+            decision.provider,
+            decision.connection_id,
+            customer.payment_provider_id,
+            time.time(),
+        )
+    except ExportError as err:
+        print(f"billbridge: {err.type_name}: {err}", file=sys.stderr)
+        return 1
+    _print_json({"invoice_id": invoice_id, "provider": plan.provider, "requests": plan.requests()})
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from billbridge.starter.local_services import local_services
+    from billbridge.workers.export_worker import run_worker
+
+    settings = Settings.from_env()
+    with local_services(settings) as services:
+        if services.temporal_ui_url:
+            logging.getLogger("billbridge").info("Temporal UI: %s", services.temporal_ui_url)
+        assert services.settings.temporal_address is not None
+        asyncio.run(run_worker(services.settings, services.settings.temporal_address))
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from billbridge.starter.local_services import local_services
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with local_services(Settings.from_env()) as services:
+        print(f"Temporal: {services.settings.temporal_address}  UI: {services.temporal_ui_url}")
+        print(f"Stripe emulator: {services.settings.stripe_api_base}")
+        stop.wait()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from billbridge.starter.demo import run_demo
+
+    return run_demo(as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="billbridge", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("worker", help="run the export worker").set_defaults(func=cmd_worker)
+    sub.add_parser(
+        "server", help="run the embedded Temporal server and Stripe emulator"
+    ).set_defaults(func=cmd_server)
+
+    export = sub.add_parser("export", help="export an issued invoice (Orb Invoice JSON)")
+    export.add_argument("file", help="invoice JSON file, or - for stdin")
+    export.add_argument("--no-wait", action="store_true", help="start the export and return")
+    export.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="store the invoice and print the provider requests; nothing is sent",
+    )
+    export.set_defaults(func=cmd_export)
+
+    customers = sub.add_parser("customers", help="manage billing customers")
+    customers.add_argument("action", choices=["upsert"])
+    customers.add_argument("file", help="Orb Customer JSON (object, list, or {data: [...]})")
+    customers.set_defaults(func=cmd_customers)
+
+    mappings = sub.add_parser("mappings", help="map billing items to provider items")
+    mappings.add_argument("action", choices=["set", "list"])
+    mappings.add_argument("connection", help="connection id, e.g. stripe_invoice")
+    mappings.add_argument("billing_item", nargs="?", help="billing item id or adjustment:<kind>")
+    mappings.add_argument("provider_item", nargs="?", help="provider product/price id")
+    mappings.set_defaults(func=cmd_mappings)
+
+    schema = sub.add_parser("schema", help="print an input's JSON Schema")
+    schema.add_argument("what", choices=["invoice", "customer"])
+    schema.set_defaults(func=cmd_schema)
+
+    demo = sub.add_parser("demo", help="run sample invoices end to end on embedded defaults")
+    demo.add_argument("--json", action="store_true", help="print the results as JSON")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "mappings" and args.action == "set" and not args.provider_item:
+        raise SystemExit("billbridge mappings set CONNECTION BILLING_ITEM PROVIDER_ITEM")
+    try:
+        level = Settings.from_env().log_level
+    except ValueError as err:
+        raise SystemExit(f"billbridge: {err}") from err
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The SDK logs every request at INFO; billbridge's own logs say what matters.
+    logging.getLogger("stripe").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The door: validate, store, then start the export workflow. The Python API a billing system calls.
+
+Nothing invalid gets past the door (the error names the field) and nothing valid is lost after
+it: the invoice is stored before the workflow starts, and the workflow id is derived from the
+invoice id, so a repeated call never starts a second export.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from billbridge.activities.store import InvoiceConflictError, Store
+from billbridge.core.messages import ExportInvoiceInput, ExportResult, ExportStatus
+from billbridge.core.models import Customer, Invoice, format_validation_error
+from billbridge.workflows.export_invoice import ExportInvoiceWorkflow, workflow_id
+from billbridge.workflows.search_attributes import INVOICE_ID
+
+
+class InvalidPayload(ValueError):
+    """A payload refused at the door; the message names every offending field."""
+
+
+def parse_invoice(payload: Any) -> Invoice:
+    try:
+        if isinstance(payload, str | bytes):
+            return Invoice.model_validate_json(payload)
+        return Invoice.model_validate(payload)
+    except pydantic.ValidationError as err:
+        raise InvalidPayload("invalid invoice: " + format_validation_error(err)) from err
+
+
+def parse_customers(payload: Any) -> list[Customer]:
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except json.JSONDecodeError as err:
+            raise InvalidPayload(f"customers file is not JSON: {err}") from err
+    items = payload.get("data", payload) if isinstance(payload, dict) else payload
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        raise InvalidPayload("customers: expected a customer object or a list of them")
+    customers = []
+    for index, item in enumerate(items):
+        try:
+            customers.append(Customer.model_validate(item))
+        except pydantic.ValidationError as err:
+            raise InvalidPayload(
+                f"invalid customer at [{index}]: " + format_validation_error(err)
+            ) from err
+    return customers
+
+
+def upsert_customers(store: Store, payload: Any) -> Sequence[Customer]:
+    customers = parse_customers(payload)
+    store.upsert_customers(customers)
+    return customers
+
+
+def submit_invoice(store: Store, payload: Any) -> Invoice:
+    """Validate and store an issued invoice; raises InvalidPayload naming the field.
+
+    Submitting the same invoice again is a no-op; an invoice id seen before with other content is
+    refused (an issued invoice is immutable, and the export already in hand would not match it).
+    """
+    invoice = parse_invoice(payload)
+    try:
+        store.save_invoice(invoice)
+    except InvoiceConflictError as err:
+        raise InvalidPayload(f"invalid invoice: id: {err}") from err
+    return invoice
+
+
+async def start_export(
+    client: Client, invoice_id: str, task_queue: str
+) -> WorkflowHandle[Any, ExportResult]:
+    """Start (or find) the export of a stored invoice.
+
+    A running export is reused; a finished one is never run again; a failed one may be started
+    afresh (after its cause was fixed), which is safe because every provider write is idempotent.
+    """
+    wf_id = workflow_id(invoice_id)
+    try:
+        return await client.start_workflow(
+            ExportInvoiceWorkflow.run,
+            ExportInvoiceInput(invoice_id=invoice_id),
+            id=wf_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(INVOICE_ID, invoice_id)]),
+        )
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(wf_id, result_type=ExportResult)
+
+
+async def export_result(handle: WorkflowHandle[Any, ExportResult], invoice_id: str) -> ExportResult:
+    """The export's outcome; a failed export comes back as status `failed` with its reason."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        return ExportResult(invoice_id=invoice_id, status=ExportStatus.FAILED, reason=reason)
+
+
+async def export_invoice(
+    client: Client, store: Store, payload: Any, task_queue: str
+) -> ExportResult:
+    """Validate, store, export and wait: the one call a billing system needs."""
+    invoice = submit_invoice(store, payload)
+    handle = await start_export(client, invoice.id, task_queue)
+    return await export_result(handle, invoice.id)

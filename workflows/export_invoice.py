@@ -1,0 +1,208 @@
+"""ExportInvoiceWorkflow: one issued invoice, exported once to its customer's invoicing provider.
+
+Orchestration only. The invoice stays in the store (payload and history limits, and customer data
+out of history); the workflow carries its id and a small status. Steps: decide (zero total,
+provider routing) -> mapping lookup -> customer linking -> push (plan, check, push) -> record.
+The workflow never names a provider: the activities route by the customer's payment_provider.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from billbridge.core.messages import (
+        CustomerLinkResult,
+        Decision,
+        ExportInvoiceInput,
+        ExportResult,
+        ExportStatus,
+        MappingResult,
+        Progress,
+        PushInput,
+        PushResult,
+        RecordInput,
+        StepInput,
+    )
+    from billbridge.workflows import activity_names as names
+    from billbridge.workflows.search_attributes import (
+        CUSTOMER_ID,
+        EXPORT_STATUS,
+        INVOICE_ID,
+        PROVIDER,
+    )
+
+# Error types the activities raise for problems a retry cannot fix (see activities/errors.py,
+# where each is decided). Anything else -- rate limits, 5xx, timeouts, a dead worker -- is retried.
+NON_RETRYABLE = [
+    "InvalidInvoice",
+    "UnknownCustomer",
+    "UnmappedItems",
+    "ProviderItemMissing",
+    "ProviderCustomerMissing",
+    "TotalMismatch",
+    "ProviderRejected",
+    "ProviderAuthFailed",
+    "ProviderLimitExceeded",
+]
+
+
+T = TypeVar("T")
+
+
+def _retry(maximum_interval: timedelta) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=maximum_interval,
+        non_retryable_error_types=NON_RETRYABLE,
+    )
+
+
+async def _quick_step(name: str, arg: Any, result_type: type[T]) -> T:
+    result: T = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timedelta(minutes=2),
+        retry_policy=_retry(timedelta(minutes=1)),
+    )
+    return result
+
+
+async def _push_step(arg: PushInput) -> PushResult:
+    # A push of a large invoice takes many provider calls; it heartbeats after each batch, so a
+    # dead worker is noticed within the heartbeat timeout and the next attempt resumes where the
+    # last one stopped.
+    result: PushResult = await workflow.execute_activity(
+        names.PUSH_INVOICE,
+        arg,
+        result_type=PushResult,
+        start_to_close_timeout=timedelta(minutes=30),
+        heartbeat_timeout=timedelta(seconds=15),
+        retry_policy=_retry(timedelta(minutes=1)),
+    )
+    return result
+
+
+def workflow_id(invoice_id: str) -> str:
+    return f"export-invoice/{invoice_id}"
+
+
+@workflow.defn
+class ExportInvoiceWorkflow:
+    def __init__(self) -> None:
+        self._progress = Progress(invoice_id="", step=ExportStatus.RECEIVED)
+
+    @workflow.query
+    def progress(self) -> Progress:
+        return self._progress
+
+    def _step(self, step: ExportStatus, detail: str = "") -> None:
+        self._progress = self._progress.model_copy(update={"step": step, "detail": detail})
+        workflow.upsert_search_attributes([EXPORT_STATUS.value_set(step.value)])
+
+    @workflow.run
+    async def run(self, request: ExportInvoiceInput) -> ExportResult:
+        invoice_id = request.invoice_id
+        self._progress = Progress(invoice_id=invoice_id, step=ExportStatus.RECEIVED)
+        workflow.upsert_search_attributes(
+            [INVOICE_ID.value_set(invoice_id), EXPORT_STATUS.value_set(ExportStatus.RECEIVED)]
+        )
+
+        decision = await _quick_step(names.DECIDE, request, Decision)
+        workflow.upsert_search_attributes([CUSTOMER_ID.value_set(decision.customer_id)])
+        if decision.provider:
+            workflow.upsert_search_attributes([PROVIDER.value_set(decision.provider)])
+            self._progress = self._progress.model_copy(update={"provider": decision.provider})
+
+        if decision.status != ExportStatus.RECEIVED:
+            # Zero total, or a customer whose provider is not an invoicing provider we export to.
+            await self._record(decision, decision.status, error=decision.reason)
+            self._step(decision.status, decision.reason)
+            return ExportResult(
+                invoice_id=invoice_id,
+                status=decision.status,
+                provider=decision.provider,
+                reason=decision.reason,
+                billing_total=decision.billing_total,
+            )
+
+        step = StepInput(
+            invoice_id=invoice_id,
+            provider=decision.provider,
+            connection_id=decision.connection_id,
+        )
+        try:
+            self._step(ExportStatus.MAPPING)
+            await _quick_step(names.LOOKUP_MAPPINGS, step, MappingResult)
+            self._step(ExportStatus.LINKING_CUSTOMER)
+            link = await _quick_step(names.LINK_CUSTOMER, step, CustomerLinkResult)
+            self._step(ExportStatus.PUSHING)
+            push = await _push_step(
+                PushInput(
+                    invoice_id=invoice_id,
+                    provider=decision.provider,
+                    connection_id=decision.connection_id,
+                    provider_customer_id=link.provider_customer_id,
+                    push_started_at=workflow.now().timestamp(),
+                )
+            )
+        except ActivityError as err:
+            reason = _failure_message(err)
+            await self._record(decision, ExportStatus.FAILED, error=reason)
+            self._step(ExportStatus.FAILED, reason)
+            raise ApplicationError(
+                f"invoice {invoice_id} was not exported: {reason}",
+                type="ExportFailed",
+                non_retryable=True,
+            ) from err
+
+        await self._record(decision, ExportStatus.EXPORTED, push=push)
+        self._step(ExportStatus.EXPORTED, push.external_id)
+        return ExportResult(
+            invoice_id=invoice_id,
+            status=ExportStatus.EXPORTED,
+            provider=decision.provider,
+            reason=push.note,
+            external_id=push.external_id,
+            external_url=push.external_url,
+            billing_total=decision.billing_total,
+            provider_total=push.provider_total,
+            provider_amount_due=push.provider_amount_due,
+            provider_line_count=push.provider_line_count,
+            request_count=push.request_count,
+        )
+
+    async def _record(
+        self,
+        decision: Decision,
+        status: ExportStatus,
+        *,
+        error: str = "",
+        push: PushResult | None = None,
+    ) -> None:
+        await _quick_step(
+            names.RECORD_EXPORT,
+            RecordInput(
+                invoice_id=decision.invoice_id,
+                provider=decision.provider or "none",
+                status=status,
+                billing_total=decision.billing_total,
+                error=error,
+                push=push,
+            ),
+            type(None),
+        )
+
+
+def _failure_message(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type}: {cause.message}" if cause.type else cause.message
+    return str(cause or err)
