@@ -1,0 +1,93 @@
+"""Record the workflow histories that tests/test_replay.py replays.
+
+Run after a deliberate, compatible workflow change (or to add a scenario):
+    .venv/bin/python tests/record_histories.py
+Each scenario runs on a fresh dev server against the Stripe emulator, and its history is saved
+as tests/histories/<scenario>.json. Never re-record to make a failing replay pass: a failing
+replay means running workflows would break (use workflow.patched instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+from billbridge.activities.store import Store
+from billbridge.core.config import Settings
+from billbridge.emulators.stripe import Fault, StripeEmulator
+from billbridge.starter.door import export_invoice, upsert_customers
+from billbridge.starter.samples import LineDiscount, SampleLine, build_customer, build_invoice
+from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
+from billbridge.workers.client import connect
+from billbridge.workers.dev_server import DevServer
+from billbridge.workers.export_worker import build_worker
+from billbridge.workflows.export_invoice import workflow_id
+
+HERE = Path(__file__).parent / "histories"
+LINES = [
+    SampleLine("item_api_calls", "API calls", Decimal("1234.567"), Decimal("0.0012")),
+    SampleLine("item_seats", "Seats", Decimal("4"), Decimal("49.00")),
+]
+
+
+async def record() -> None:
+    with tempfile.TemporaryDirectory() as tmp, DevServer(Path(tmp), ui=False) as server:
+        with StripeEmulator(rate_limit_per_second=None) as emulator:
+            settings = replace(
+                Settings.from_env({}),
+                temporal_address=server.address,
+                database_url=f"sqlite:///{tmp}/store.db",
+                stripe_api_base=emulator.base_url,
+                task_queue="record-histories",
+            )
+            store = Store(settings.database_url)
+            stripe = stripe_client(emulator.base_url, settings.stripe_api_key)
+            seed_catalog(stripe, store, {"item_api_calls": "API calls", "item_seats": "Seats"})
+            seed_customer(stripe, store, build_customer("cust_1"))
+            upsert_customers(store, [build_customer("cust_card", payment_provider="stripe_charge")])
+            scenarios = {
+                "exported": build_invoice(
+                    "inv_exported",
+                    "cust_1",
+                    "USD",
+                    LINES,
+                    line_discount=LineDiscount(percentage=Decimal("0.1"), lines=(0,)),
+                    credits=Decimal("2"),
+                    balance_applied=Decimal("-1"),
+                ),
+                "exported_after_retries": build_invoice("inv_retried", "cust_1", "EUR", LINES),
+                "skipped_zero_total": build_invoice(
+                    "inv_zero",
+                    "cust_1",
+                    "USD",
+                    [SampleLine("item_seats", "Seats", Decimal(0), Decimal(1))],
+                ),
+                "not_exported": build_invoice("inv_card", "cust_card", "USD", LINES),
+                "failed_unmapped": build_invoice(
+                    "inv_unmapped",
+                    "cust_1",
+                    "USD",
+                    [*LINES, SampleLine("item_x", "X", Decimal(1), Decimal(1))],
+                ),
+            }
+            client = await connect(server.address)
+            with ThreadPoolExecutor(4) as executor:
+                async with build_worker(client, store, settings, executor=executor):
+                    for name, invoice in scenarios.items():
+                        if name == "exported_after_retries":
+                            emulator.add_fault(Fault(kind="status", status=503, count=2))
+                            emulator.add_fault(Fault(kind="status", status=429, retry_after=0.1))
+                        await export_invoice(client, store, invoice, settings.task_queue)
+                        handle = client.get_workflow_handle(workflow_id(invoice["id"]))
+                        history = await handle.fetch_history()
+                        (HERE / f"{name}.json").write_text(history.to_json())
+                        print(f"recorded {name}: {len(history.events)} events")
+            store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
