@@ -258,6 +258,8 @@ class ExportActivities:
             provider_customer_id=request.provider_customer_id,
             push_started_at=request.push_started_at,
             known_external_id=record.external_id if record is not None else None,
+            may_have_written=activity.info().attempt > 1
+            or (record is not None and record.status in ("pushing", "failed")),
             heartbeat=lambda detail: activity.heartbeat(detail),
             remember_external_id=remember,
         )

@@ -108,6 +108,28 @@ def stripe_account(store: Store, emulator: StripeEmulator) -> StripeAccount:
     return StripeAccount(client=client, products=products, customer_id=customer_id)
 
 
+def map_invoice_items(account: StripeAccount, store: Store, invoice: dict[str, Any]) -> None:
+    """Create and map a Stripe product for every billing item of `invoice` not yet mapped."""
+    for line in invoice["line_items"]:
+        item = line["price"]["item"]
+        if item["id"] not in account.products:
+            product = account.client.v1.products.create(params={"name": item["name"]})
+            account.products[item["id"]] = product.id
+            store.set_mapping("stripe_invoice", item["id"], product.id)
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """The environment a separate billbridge process (CLI, worker) needs to use `settings`."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": str(settings.temporal_address),
+        "DATABASE_URL": settings.database_url,
+        "STRIPE_API_KEY": settings.stripe_api_key,
+        "STRIPE_API_BASE": str(settings.stripe_api_base),
+        "BILLBRIDGE_TASK_QUEUE": settings.task_queue,
+    }
+
+
 def finalized_invoices(emulator: StripeEmulator, invoice_id: str) -> list[dict[str, Any]]:
     return [
         inv

@@ -30,7 +30,7 @@ from billbridge.starter.samples import (
 )
 from billbridge.starter.seed import seed_customer
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
-from conftest import StripeAccount, finalized_invoices
+from conftest import StripeAccount, finalized_invoices, map_invoice_items
 
 USAGE = [
     SampleLine("item_api_calls", "API calls", Decimal("1234567.891"), Decimal("0.00012")),
@@ -326,12 +326,7 @@ async def test_ten_thousand_line_invoice_exports_in_a_few_calls(
     stripe_account: StripeAccount,
 ) -> None:
     invoice = large_invoice("inv_large", "cust_1", 10_000)
-    for line in invoice["line_items"]:
-        item = line["price"]["item"]
-        if item["id"] not in stripe_account.products:
-            product = stripe_account.client.v1.products.create(params={"name": item["name"]})
-            stripe_account.products[item["id"]] = product.id
-            store.set_mapping("stripe_invoice", item["id"], product.id)
+    map_invoice_items(stripe_account, store, invoice)
     result: ExportResult = await export_invoice(client, store, invoice, worker.task_queue)
     assert result.status == ExportStatus.EXPORTED, result.reason
     stripe_invoice = stripe_invoice_for(emulator, "inv_large")

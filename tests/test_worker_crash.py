@@ -9,7 +9,6 @@ finalized invoice with every billing line exactly once and the billing total to 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -28,7 +27,13 @@ from billbridge.core.money import to_minor
 from billbridge.emulators.stripe import Fault, StripeEmulator
 from billbridge.starter.door import export_result, start_export, submit_invoice
 from billbridge.starter.samples import large_invoice
-from conftest import StripeAccount, finalized_invoices, wait_for
+from conftest import (
+    StripeAccount,
+    finalized_invoices,
+    map_invoice_items,
+    process_env,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -42,14 +47,7 @@ def worker_process(settings: Settings, tmp_path: Path) -> Iterator[list[subproce
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": str(settings.temporal_address),
-        "DATABASE_URL": settings.database_url,
-        "STRIPE_API_KEY": settings.stripe_api_key,
-        "STRIPE_API_BASE": str(settings.stripe_api_base),
-        "BILLBRIDGE_TASK_QUEUE": settings.task_queue,
-    }
+    env = process_env(settings)
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "billbridge.workers.export_worker"],
@@ -69,12 +67,7 @@ async def test_sigkill_mid_push_exports_exactly_once(
     tmp_path: Path,
 ) -> None:
     invoice = large_invoice("inv_crash", "cust_1", 180)
-    for line in invoice["line_items"]:
-        item = line["price"]["item"]
-        if item["id"] not in stripe_account.products:
-            product = stripe_account.client.v1.products.create(params={"name": item["name"]})
-            stripe_account.products[item["id"]] = product.id
-            store.set_mapping("stripe_invoice", item["id"], product.id)
+    map_invoice_items(stripe_account, store, invoice)
     # The second add_lines batch answers after 4 s: the worker is killed while waiting for it.
     # (The emulator still executes that request, as Stripe would for a client that vanished.)
     emulator.add_fault(

@@ -42,6 +42,9 @@ class PushContext:
     provider_customer_id: str
     push_started_at: float
     known_external_id: str | None = None
+    # False only on the first attempt of the first push of this invoice: no earlier attempt can
+    # have written anything, so the provider-side lookup for its objects can be skipped.
+    may_have_written: bool = True
     heartbeat: Callable[[str], None] = lambda detail: None
     remember_external_id: Callable[[str], None] = lambda external_id: None
 

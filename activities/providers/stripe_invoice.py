@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,7 @@ DECIMAL_PLACES = Decimal("1e-12")
 METADATA_INVOICE = "billbridge_invoice_id"
 METADATA_LINE = "billbridge_line_ref"
 DEFAULT_RETRY_AFTER = timedelta(seconds=2)
+ITEM_CACHE_SECONDS = 300.0
 # Due dates closer than this to the start of the push are treated as already due.
 DUE_DATE_MARGIN = 86400
 DEFAULT_DAYS_UNTIL_DUE = 30
@@ -112,6 +114,13 @@ class StripePlan(Plan):
             }
         )
         return out
+
+
+def _replayed(obj: Any) -> bool:
+    """Whether Stripe answered from its idempotency cache (the object as it was back then)."""
+    response = getattr(obj, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return str(headers.get("Idempotent-Replayed", "")).lower() == "true"
 
 
 def _metadata(obj: Any, key: str) -> str | None:
@@ -261,6 +270,10 @@ class StripeInvoiceProvider:
         )
         # One provider serves every activity thread of a worker; each push counts its own calls.
         self._calls = threading.local()
+        # Mapped products rarely change: resolved ones are remembered for a few minutes, which
+        # spares every export a read per item (a product deleted meanwhile fails add_lines).
+        self._items: dict[str, tuple[str, float]] = {}
+        self._items_lock = threading.Lock()
 
     @property
     def request_count(self) -> int:
@@ -293,7 +306,13 @@ class StripeInvoiceProvider:
         """Mappings name a Stripe product (prod_...) or price (price_...): the product of each."""
         products: dict[str, str] = {}
         missing = []
+        now = time.monotonic()
+        with self._items_lock:
+            cached = {k: v for k, (v, expires) in self._items.items() if expires > now}
         for item_id in sorted(set(provider_item_ids)):
+            if item_id in cached:
+                products[item_id] = cached[item_id]
+                continue
             try:
                 if item_id.startswith("price_"):
                     price = self._call(
@@ -312,6 +331,9 @@ class StripeInvoiceProvider:
             raise ProviderItemMissing(
                 "mapped Stripe products/prices do not exist: " + ", ".join(missing)
             )
+        with self._items_lock:
+            for item_id, product in products.items():
+                self._items[item_id] = (product, now + ITEM_CACHE_SECONDS)
         return products
 
     # -- plan (pure) ---------------------------------------------------------------------------
@@ -390,6 +412,7 @@ class StripeInvoiceProvider:
         self._calls.count = 0
         invoices = self.client.v1.invoices
         draft = self._find_invoice(plan, context)
+        fresh = False  # a draft this attempt created: it has no lines yet
         if draft is None:
             draft = self._call(
                 "creating the draft invoice",
@@ -397,12 +420,13 @@ class StripeInvoiceProvider:
                 params=plan.create_params,
                 options={"idempotency_key": idempotency_key(plan.invoice_id, "create")},
             )
+            fresh = not _replayed(draft)
         context.remember_external_id(draft.id)
         if draft.status == "draft":
             if plan.balance_params is not None:
                 self._apply_balance(plan)
-            self._add_missing_lines(plan, draft.id, context)
-            draft = self._call("reading the draft", invoices.retrieve, draft.id)
+            updated = self._add_missing_lines(plan, draft.id, context, fresh=fresh)
+            draft = updated or self._call("reading the draft", invoices.retrieve, draft.id)
             if draft.total != plan.total_minor:
                 raise TotalMismatch(
                     f"Stripe draft {draft.id} totals {draft.total}, billing total is "
@@ -449,6 +473,8 @@ class StripeInvoiceProvider:
             found = self._call("reading the invoice", invoices.retrieve, context.known_external_id)
             if _metadata(found, METADATA_INVOICE) == plan.invoice_id:
                 return found
+        if not context.may_have_written:
+            return None
         # Strongly consistent listing (unlike search) of the customer's invoices created since
         # this export began pushing, with an hour of slack for clock skew.
         params = {
@@ -484,8 +510,12 @@ class StripeInvoiceProvider:
             options={"idempotency_key": idempotency_key(plan.invoice_id, "balance")},
         )
 
-    def _add_missing_lines(self, plan: StripePlan, draft_id: str, context: PushContext) -> None:
-        present = self._present_line_refs(draft_id)
+    def _add_missing_lines(
+        self, plan: StripePlan, draft_id: str, context: PushContext, *, fresh: bool
+    ) -> Any:
+        """Add the lines the draft lacks; returns the invoice as the last add_lines left it."""
+        present = set() if fresh else self._present_line_refs(draft_id)
+        updated = None
         for number, batch in plan.batches():
             missing = [line for line in batch if line["metadata"][METADATA_LINE] not in present]
             if not missing:
@@ -495,7 +525,7 @@ class StripeInvoiceProvider:
                 if len(missing) == len(batch)
                 else (f"lines-{number}-rest-{len(missing)}")
             )
-            self._call(
+            updated = self._call(
                 "adding lines",
                 self.client.v1.invoices.add_lines,
                 draft_id,
@@ -503,6 +533,8 @@ class StripeInvoiceProvider:
                 options={"idempotency_key": idempotency_key(plan.invoice_id, step)},
             )
             context.heartbeat(f"added line batch {number + 1}")
+        # A replayed add_lines answers with the invoice as it was then, not now.
+        return updated if updated is not None and not _replayed(updated) else None
 
     def _present_line_refs(self, draft_id: str) -> set[str]:
         page = self._call(
