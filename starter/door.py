@@ -23,7 +23,12 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from billbridge.activities.store import InvoiceConflictError, Store
 from billbridge.core.messages import ExportInvoiceInput, ExportResult, ExportStatus
-from billbridge.core.models import Customer, Invoice, format_validation_error
+from billbridge.core.models import (
+    Customer,
+    Invoice,
+    format_validation_error,
+    parse_invoice_payload,
+)
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow, workflow_id
 from billbridge.workflows.search_attributes import INVOICE_ID
 
@@ -33,10 +38,13 @@ class InvalidPayload(ValueError):
 
 
 def parse_invoice(payload: Any) -> Invoice:
+    """An Orb invoice, bare or inside its `invoice.issued` webhook envelope."""
+    if not isinstance(payload, str | bytes | dict):
+        raise InvalidPayload("invalid invoice: expected a JSON object (an Orb invoice)")
     try:
-        if isinstance(payload, str | bytes):
-            return Invoice.model_validate_json(payload)
-        return Invoice.model_validate(payload)
+        return parse_invoice_payload(payload)
+    except json.JSONDecodeError as err:
+        raise InvalidPayload(f"invalid invoice: not JSON: {err}") from err
     except pydantic.ValidationError as err:
         raise InvalidPayload("invalid invoice: " + format_validation_error(err)) from err
 

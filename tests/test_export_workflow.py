@@ -26,6 +26,7 @@ from billbridge.starter.samples import (
     SampleLine,
     build_customer,
     build_invoice,
+    build_invoice_issued_event,
     large_invoice,
 )
 from billbridge.starter.seed import seed_customer
@@ -333,3 +334,45 @@ async def test_ten_thousand_line_invoice_exports_in_a_few_calls(
     assert_totals_match(invoice, stripe_invoice)
     invoice_calls = [r for r in emulator.requests() if r.path.startswith("/v1/invoices")]
     assert len(invoice_calls) < 20
+
+
+async def test_lost_responses_still_export_exactly_once(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+) -> None:
+    # Stripe executes the create and the first add_lines but their answers are lost; then a
+    # connection drops before the finalize request arrives.
+    for path in ("/v1/invoices", "/v1/invoices/"):
+        emulator.add_fault(Fault(kind="drop_after", method="POST", path_prefix=path, count=1))
+    emulator.add_fault(Fault(kind="drop", method="POST", path_prefix="/v1/invoices/", count=1))
+    invoice = build_invoice("inv_lost", "cust_1", "USD", USAGE, credits=Decimal("4"))
+    result = await export_invoice(client, store, invoice, worker.task_queue)
+    assert result.status == ExportStatus.EXPORTED, result.reason
+    assert_totals_match(invoice, stripe_invoice_for(emulator, "inv_lost"))
+    lost = [r for r in emulator.requests() if r.fault in ("drop_after", "drop")]
+    assert len(lost) == 3
+    lines = stripe_invoice_for(emulator, "inv_lost")["lines"]["data"]
+    refs = [line["metadata"]["billbridge_line_ref"] for line in lines]
+    assert len(refs) == len(set(refs))
+
+
+async def test_history_carries_no_customer_data_or_credentials(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+) -> None:
+    invoice = build_invoice("inv_private", "cust_1", "USD", USAGE, memo="Thanks, Acme Corp!")
+    # The door also takes the invoice.issued webhook envelope as Orb sends it.
+    event = build_invoice_issued_event(invoice)
+    result = await export_invoice(client, store, event, worker.task_queue)
+    assert result.status == ExportStatus.EXPORTED
+    history = await client.get_workflow_handle("export-invoice/inv_private").fetch_history()
+    text = history.to_json()
+    assert "inv_private" in text  # the history is there, and readable
+    for secret in ("billing@acme.test", "Acme Corp", worker.stripe_api_key, "Thanks"):
+        assert secret not in text
