@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -100,7 +101,16 @@ async def _export(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _dry_run(store, settings, invoice.id)
         address = settings.temporal_address or "127.0.0.1:7233"
-        client = await connect(address, settings.temporal_namespace)
+        try:
+            client = await connect(address, settings.temporal_namespace)
+        except RuntimeError as err:
+            print(
+                f"billbridge: cannot reach Temporal at {address} ({err}); start one with "
+                "`billbridge worker` (embedded server) or set TEMPORAL_ADDRESS. The invoice is "
+                "stored; run the same command again to export it.",
+                file=sys.stderr,
+            )
+            return 3
         handle = await start_export(client, invoice.id, settings.task_queue)
         if args.no_wait:
             _print_json({"invoice_id": invoice.id, "workflow_id": handle.id, "status": "started"})
@@ -153,7 +163,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    import signal
     import threading
 
     from billbridge.starter.local_services import local_services
@@ -216,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # `billbridge export x.json | head` should end quietly, as a Unix tool does.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
     if args.command == "mappings" and args.action == "set" and not args.provider_item:
         raise SystemExit("billbridge mappings set CONNECTION BILLING_ITEM PROVIDER_ITEM")

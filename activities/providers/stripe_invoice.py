@@ -369,17 +369,17 @@ class StripeInvoiceProvider:
                 "billbridge_customer_id": invoice.customer.id,
             },
         }
-        due = _unix(invoice.due_date) if invoice.due_date is not None else None
-        if due is not None and due > now + DUE_DATE_MARGIN:
-            create["due_date"] = due
+        if invoice.due_date is None:
+            create["days_until_due"] = DEFAULT_DAYS_UNTIL_DUE
+        elif _unix(invoice.due_date) > now + DUE_DATE_MARGIN:
+            create["due_date"] = _unix(invoice.due_date)
         else:
             # Stripe refuses a due date in the past; an invoice exported late (or one due within
             # the margin, which a retry could push into the past) is due on finalization.
             # `now` is when the push began, fixed across retries, so the request stays the same
             # under its idempotency key.
-            create["days_until_due"] = 0 if due is not None else DEFAULT_DAYS_UNTIL_DUE
-            if due is not None:
-                create["metadata"]["billbridge_due_date"] = str(invoice.due_date)
+            create["days_until_due"] = 0
+            create["metadata"]["billbridge_due_date"] = invoice.due_date.isoformat()
         if invoice.memo:
             create["description"] = invoice.memo[:5000]
         balance = None
