@@ -376,3 +376,15 @@ async def test_history_carries_no_customer_data_or_credentials(
     assert "inv_private" in text  # the history is there, and readable
     for secret in ("billing@acme.test", "Acme Corp", worker.stripe_api_key, "Thanks"):
         assert secret not in text
+
+
+async def test_unknown_billing_customer_fails_and_is_recorded(
+    client: Client, store: Store, worker: Settings, emulator: StripeEmulator
+) -> None:
+    invoice = build_invoice("inv_nobody", "cust_never_upserted", "USD", USAGE)
+    result = await export_invoice(client, store, invoice, worker.task_queue)
+    assert result.status == ExportStatus.FAILED
+    assert "UnknownCustomer" in result.reason and "customers upsert" in result.reason
+    record = store.get_export("inv_nobody")
+    assert record is not None and record.status == "failed"
+    assert emulator.requests() == []

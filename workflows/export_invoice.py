@@ -9,7 +9,7 @@ The workflow never names a provider: the activities route by the customer's paym
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -115,7 +115,12 @@ class ExportInvoiceWorkflow:
             [INVOICE_ID.value_set(invoice_id), EXPORT_STATUS.value_set(ExportStatus.RECEIVED)]
         )
 
-        decision = await _quick_step(names.DECIDE, request, Decision)
+        try:
+            decision = await _quick_step(names.DECIDE, request, Decision)
+        except ActivityError as err:  # not in the store, unknown customer, ...
+            await self._fail(
+                Decision(invoice_id=invoice_id, customer_id="", status=ExportStatus.FAILED), err
+            )
         workflow.upsert_search_attributes([CUSTOMER_ID.value_set(decision.customer_id)])
         if decision.provider:
             workflow.upsert_search_attributes([PROVIDER.value_set(decision.provider)])
@@ -154,14 +159,7 @@ class ExportInvoiceWorkflow:
                 )
             )
         except ActivityError as err:
-            reason = _failure_message(err)
-            await self._record(decision, ExportStatus.FAILED, error=reason)
-            self._step(ExportStatus.FAILED, reason)
-            raise ApplicationError(
-                f"invoice {invoice_id} was not exported: {reason}",
-                type="ExportFailed",
-                non_retryable=True,
-            ) from err
+            await self._fail(decision, err)
 
         await self._record(decision, ExportStatus.EXPORTED, push=push)
         self._step(ExportStatus.EXPORTED, push.external_id)
@@ -178,6 +176,17 @@ class ExportInvoiceWorkflow:
             provider_line_count=push.provider_line_count,
             request_count=push.request_count,
         )
+
+    async def _fail(self, decision: Decision, err: ActivityError) -> NoReturn:
+        """Record why the export failed, show it in the UI, and fail the workflow with it."""
+        reason = _failure_message(err)
+        await self._record(decision, ExportStatus.FAILED, error=reason)
+        self._step(ExportStatus.FAILED, reason)
+        raise ApplicationError(
+            f"invoice {decision.invoice_id} was not exported: {reason}",
+            type="ExportFailed",
+            non_retryable=True,
+        ) from err
 
     async def _record(
         self,
