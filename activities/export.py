@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from temporalio import activity
@@ -46,6 +47,7 @@ from billbridge.core.money import InexactAmountError
 from billbridge.workflows import activity_names as names
 
 LINE_PAGE = 1000  # lines read from the store per query
+DEFAULT_ITEM = "*"  # mapping key of a connection's default item
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +80,26 @@ def _note_attempt(activities: Any, request: Any, step: str, error: str) -> None:
         activities.store.add_attempt(request.invoice_id, provider, step, error[:2000])
     except Exception:  # the store being down must not hide the original error
         activity.logger.exception("could not record the failed attempt")
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """Account-wide routing: `billbridge settings set default_provider|export_customers ...`."""
+
+    default_provider: str | None = None
+    export_customers: frozenset[str] | None = None  # None: every customer
+
+    @classmethod
+    def from_store(cls, store: Store) -> AccountSettings:
+        raw = store.account_settings()
+        default = raw.get("default_provider")
+        customers = raw.get("export_customers", "all")
+        return cls(
+            default_provider=str(default) if default else None,
+            export_customers=None
+            if customers == "all" or not isinstance(customers, list)
+            else frozenset(str(c) for c in customers),
+        )
 
 
 class ExportActivities:
@@ -141,14 +163,30 @@ class ExportActivities:
         """Plan and check (no writes): used by the push step and by `export --dry-run`."""
         invoice, lines = self.load_invoice(invoice_id)
         breakdown = self.breakdown(invoice, lines)
-        mappings = self.store.get_mappings(connection_id, breakdown.mapping_keys())
-        _require_mapped(invoice, lines, breakdown, mappings)
+        mappings = self.mapped_items(connection_id, invoice, lines, breakdown)
         provider = self.provider(provider_name)
         resolved = provider.resolve_items(set(mappings.values()))
         items = {key: resolved[item] for key, item in mappings.items()}
         plan = provider.plan(invoice, breakdown, items, provider_customer_id, now)
         check_plan(plan, breakdown)
         return plan, breakdown
+
+    def mapped_items(
+        self,
+        connection_id: str,
+        invoice: Invoice,
+        lines: list[LineItem],
+        breakdown: InvoiceBreakdown,
+    ) -> dict[str, str]:
+        """Mapping key -> provider item for every line; the connection's default item (`*`)
+        stands in for unmapped keys. UnmappedItems lists every key left without one."""
+        keys = breakdown.mapping_keys()
+        found = self.store.get_mappings(connection_id, keys | {DEFAULT_ITEM})
+        default = found.pop(DEFAULT_ITEM, None)
+        missing = sorted(keys - set(found))
+        if missing and default is None:
+            raise _unmapped_error(invoice, lines, missing)
+        return {key: found.get(key) or str(default) for key in keys}
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -182,14 +220,26 @@ class ExportActivities:
                 f"customer {invoice.customer.id} of invoice {invoice.id} is unknown to "
                 "billbridge; upsert it with `billbridge customers upsert` first"
             )
-        provider = customer.payment_provider
+        account = AccountSettings.from_store(self.store)
+        if account.export_customers is not None and customer.id not in account.export_customers:
+            return decision.model_copy(
+                update={
+                    "status": ExportStatus.NOT_EXPORTED,
+                    "reason": f"export is enabled for a list of customers, and {customer.id} "
+                    "is not on it (billbridge settings set export_customers ...)",
+                }
+            )
+        # The customer's own payment_provider wins; the account's default fills in for
+        # customers that have none.
+        provider = customer.payment_provider or account.default_provider
         if provider is None or provider not in EXPORTABLE_PROVIDERS:
             return decision.model_copy(
                 update={
                     "status": ExportStatus.NOT_EXPORTED,
                     "provider": provider or "",
                     "reason": f"customer {customer.id} has payment_provider {provider!r}, "
-                    "which is not an invoicing provider; nothing to export",
+                    "which is not an invoicing provider, and no default provider applies; "
+                    "nothing to export",
                 }
             )
         if provider not in self._factories:
@@ -213,8 +263,7 @@ class ExportActivities:
     def lookup_mappings(self, request: StepInput) -> MappingResult:
         invoice, lines = self.load_invoice(request.invoice_id)
         breakdown = self.breakdown(invoice, lines)
-        mappings = self.store.get_mappings(request.connection_id, breakdown.mapping_keys())
-        _require_mapped(invoice, lines, breakdown, mappings)
+        mappings = self.mapped_items(request.connection_id, invoice, lines, breakdown)
         self.provider(request.provider).resolve_items(set(mappings.values()))
         return MappingResult(mapped_keys=len(mappings), line_count=len(lines))
 
@@ -285,20 +334,12 @@ class ExportActivities:
         self.store.upsert_export(request.invoice_id, request.provider, **fields)
 
 
-def _require_mapped(
-    invoice: Invoice,
-    lines: list[LineItem],
-    breakdown: InvoiceBreakdown,
-    mappings: Mapping[str, str],
-) -> None:
-    missing = sorted(breakdown.mapping_keys() - set(mappings))
-    if not missing:
-        return
+def _unmapped_error(invoice: Invoice, lines: list[LineItem], missing: list[str]) -> UnmappedItems:
     names_by_item = {line.price.item.id: line.price.item.name for line in lines}
     described = [
         f"{key} ({names_by_item[key]})" if key in names_by_item else key for key in missing
     ]
-    raise UnmappedItems(
+    return UnmappedItems(
         f"invoice {invoice.id} has {len(missing)} unmapped item(s): {', '.join(described)}; "
         "map each with `billbridge mappings set`"
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,7 +201,18 @@ class ExportAttemptTable(_StoreModel, table=True):
     at: datetime = _ts()
 
 
+class AccountSettingTable(_StoreModel, table=True):
+    """Account-wide export settings (default provider, which customers export), as JSON."""
+
+    __tablename__ = "account_settings"
+
+    key: str = Field(primary_key=True)
+    value_json: str = Field(sa_type=Text)
+    updated_at: datetime = _ts()
+
+
 _TABLES = [
+    AccountSettingTable,
     InvoiceTable,
     InvoiceLineTable,
     CustomerTable,
@@ -637,21 +648,55 @@ class Store:
             )
 
     def set_mapping(self, connection_id: str, billing_item_id: str, provider_item_id: str) -> None:
-        """Map an Orb item id (or an adjustment key such as ``adjustment:discount``) to the
-        provider's item/product/price id for a connection."""
+        """Map an Orb item id (or an adjustment key such as ``adjustment:discount``, or
+        ``*`` for the connection's default item) to the provider's item/product/price id."""
+        self.set_mappings(connection_id, {billing_item_id: provider_item_id})
+
+    def set_mappings(self, connection_id: str, mappings: Mapping[str, str]) -> None:
+        """Set many mappings in one transaction: all of them or none."""
+        now = _utcnow()
+        with self._write() as session:
+            for billing_item_id, provider_item_id in mappings.items():
+                self._upsert(
+                    session,
+                    ItemMappingTable,
+                    ["connection_id", "billing_item_id"],
+                    {
+                        "connection_id": connection_id,
+                        "billing_item_id": billing_item_id,
+                        "provider_item_id": provider_item_id,
+                        "updated_at": now,
+                    },
+                    ["provider_item_id", "updated_at"],
+                )
+
+    def set_account_setting(self, key: str, value: object) -> None:
         with self._write() as session:
             self._upsert(
                 session,
-                ItemMappingTable,
-                ["connection_id", "billing_item_id"],
-                {
-                    "connection_id": connection_id,
-                    "billing_item_id": billing_item_id,
-                    "provider_item_id": provider_item_id,
-                    "updated_at": _utcnow(),
-                },
-                ["provider_item_id", "updated_at"],
+                AccountSettingTable,
+                ["key"],
+                {"key": key, "value_json": _dumps(value), "updated_at": _utcnow()},
+                ["value_json", "updated_at"],
             )
+
+    def account_settings(self) -> dict[str, object]:
+        with self._read() as session:
+            rows = session.exec(select(AccountSettingTable.key, AccountSettingTable.value_json))
+            return {key: json.loads(value) for key, value in rows.all()}
+
+    def delete_mapping(self, connection_id: str, billing_item_id: str) -> bool:
+        """Remove a mapping; False if there was none."""
+        with self._write() as session:
+            row = session.exec(
+                select(ItemMappingTable)
+                .where(ItemMappingTable.connection_id == connection_id)
+                .where(ItemMappingTable.billing_item_id == billing_item_id)
+            ).first()
+            if row is None:
+                return False
+            session.delete(row)
+            return True
 
     def get_mappings(self, connection_id: str, billing_item_ids: Iterable[str]) -> dict[str, str]:
         """The mapped ones among ``billing_item_ids`` (unmapped ids are simply absent)."""

@@ -35,6 +35,7 @@ from billbridge.starter.door import export_invoice
 from billbridge.starter.samples import SampleLine, build_invoice, large_invoice
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
+from billbridge.workers.codec import generate_key, load_codec
 from billbridge.workers.dev_server import DevServer
 from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_worker
 
@@ -100,7 +101,9 @@ async def run(invoices: int, large_lines: int) -> dict[str, object]:
             )
             seed_catalog(stripe, store, items)
             seed_customer(stripe, store, {"id": "cust_bench", "name": "Bench", "email": "b@x.test"})
-            client = await connect(server.address)
+            # A key for this run only: the bench measures exports as production runs them.
+            codec = load_codec(settings, {"BILLBRIDGE_CODEC_KEY": generate_key()})
+            client = await connect(server.address, codec=codec)
             noop_rate = await baseline(client, invoices)
 
             run_id = uuid.uuid4().hex[:6]

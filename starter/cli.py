@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from billbridge.core.config import Settings
+from billbridge.starter import admin
 
 
 def _read(path: str) -> str:
@@ -61,21 +63,6 @@ def cmd_customers(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mappings(args: argparse.Namespace) -> int:
-    from billbridge.activities.store import Store
-
-    store = Store(Settings.from_env().database_url)
-    try:
-        if args.action == "set":
-            store.set_mapping(args.connection, args.billing_item, args.provider_item)
-            print(f"{args.connection}: {args.billing_item} -> {args.provider_item}")
-        else:
-            _print_json(store.list_mappings(args.connection))
-    finally:
-        store.close()
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(_export(args))
 
@@ -89,6 +76,7 @@ async def _export(args: argparse.Namespace) -> int:
         submit_invoice,
     )
     from billbridge.workers.client import connect
+    from billbridge.workers.codec import load_codec
 
     settings = Settings.from_env()
     store = Store(settings.database_url)
@@ -102,7 +90,7 @@ async def _export(args: argparse.Namespace) -> int:
             return _dry_run(store, settings, invoice.id)
         address = settings.temporal_address or "127.0.0.1:7233"
         try:
-            client = await connect(address, settings.temporal_namespace)
+            client = await connect(address, settings.temporal_namespace, codec=load_codec(settings))
         except RuntimeError as err:
             print(
                 f"billbridge: cannot reach Temporal at {address} ({err}); start one with "
@@ -207,12 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     customers.add_argument("file", help="Orb Customer JSON (object, list, or {data: [...]})")
     customers.set_defaults(func=cmd_customers)
 
-    mappings = sub.add_parser("mappings", help="map billing items to provider items")
-    mappings.add_argument("action", choices=["set", "list"])
-    mappings.add_argument("connection", help="connection id, e.g. stripe_invoice")
-    mappings.add_argument("billing_item", nargs="?", help="billing item id or adjustment:<kind>")
-    mappings.add_argument("provider_item", nargs="?", help="provider product/price id")
-    mappings.set_defaults(func=cmd_mappings)
+    admin.add_parsers(sub)
 
     schema = sub.add_parser("schema", help="print an input's JSON Schema")
     schema.add_argument("what", choices=["invoice", "customer"])
@@ -228,8 +211,6 @@ def main(argv: list[str] | None = None) -> None:
     # `billbridge export x.json | head` should end quietly, as a Unix tool does.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = build_parser().parse_args(argv)
-    if args.command == "mappings" and args.action == "set" and not args.provider_item:
-        raise SystemExit("billbridge mappings set CONNECTION BILLING_ITEM PROVIDER_ITEM")
     try:
         level = Settings.from_env().log_level
     except ValueError as err:
@@ -237,7 +218,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # The SDK logs every request at INFO; billbridge's own logs say what matters.
     logging.getLogger("stripe").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    sys.exit(args.func(args))
+    code = args.func(args)
+    # Leave without interpreter finalization: the Temporal SDK's Rust runtime can crash there
+    # (`Fatal Python error: PyGILState_Release`, sdk-python #300) and turn a success into a
+    # failure. Everything the command started was stopped by its own context managers.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

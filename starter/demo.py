@@ -26,8 +26,9 @@ from billbridge.core.money import from_minor
 from billbridge.starter.door import export_invoice
 from billbridge.starter.local_services import local_services
 from billbridge.starter.samples import DemoSpec, demo_catalog
-from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
+from billbridge.starter.seed import call_patiently, seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
+from billbridge.workers.codec import load_codec
 from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_worker
 
 
@@ -95,7 +96,9 @@ async def _run(settings: Settings) -> list[DemoRow]:
             seed_customer, stripe, store, {**spec.build_customer(), "id": spec.customer_id}
         )
 
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect(
+        settings.temporal_address, settings.temporal_namespace, codec=load_codec(settings)
+    )
     with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
         async with build_worker(client, store, settings, executor=executor):
             results = await asyncio.gather(
@@ -130,7 +133,7 @@ def _check(stripe: Any, spec: DemoSpec, result: ExportResult) -> DemoRow:
     )
     if result.status == ExportStatus.EXPORTED:
         # Read back from Stripe itself, not from what the export reported.
-        found = stripe.v1.invoices.retrieve(result.external_id)
+        found = call_patiently(lambda: stripe.v1.invoices.retrieve(result.external_id))
         # Below Stripe's minimum charge the amount due moves to the customer's balance
         # (ending_balance) and is collected on the next invoice: it is still due.
         carried = max(found.ending_balance or 0, 0) if found.amount_due == 0 else 0

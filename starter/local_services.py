@@ -2,6 +2,8 @@
 
 - Temporal: `temporal server start-dev` (SQLite file under the data dir, Web UI) on 127.0.0.1:7233,
   unless something already listens there (another billbridge process started it).
+  Its UI decodes the (encrypted) payloads through a codec endpoint (workers/codec_server.py)
+  started here with the embedded key (`<data dir>/codec.key` unless BILLBRIDGE_CODEC_KEY[_FILE]).
 - Stripe: the local emulator on 127.0.0.1:12111, likewise.
 Pointing the variables at a real cluster or real Stripe test mode starts none of this.
 """
@@ -16,6 +18,8 @@ from dataclasses import dataclass, replace
 
 from billbridge.activities.providers.stripe_invoice import LOCAL_EMULATOR_PORT
 from billbridge.core.config import Settings
+from billbridge.workers.codec import EncryptionCodec, embedded_address, load_codec
+from billbridge.workers.codec_server import CodecServer
 from billbridge.workers.dev_server import DevServer, free_port
 
 EMBEDDED_TEMPORAL_PORT = 7233
@@ -32,6 +36,10 @@ def _listening(port: int) -> bool:
 class LocalServices:
     settings: Settings  # with temporal_address and stripe_api_base filled in
     temporal_ui_url: str | None
+    codec: EncryptionCodec | None = None
+    """The embedded server's payload codec; None when TEMPORAL_ADDRESS is set."""
+    codec_endpoint: str | None = None
+    """The codec endpoint the UI uses, when this process started the server."""
 
 
 @contextlib.contextmanager
@@ -43,21 +51,31 @@ def local_services(settings: Settings, *, fresh_ports: bool = False) -> Iterator
     """
     with contextlib.ExitStack() as stack:
         ui_url: str | None = None
+        codec: EncryptionCodec | None = None
+        codec_endpoint: str | None = None
         if settings.temporal_address is None:
+            codec = load_codec(settings)  # the embedded default key, unless one is configured
             port = free_port() if fresh_ports else EMBEDDED_TEMPORAL_PORT
             if not fresh_ports and _listening(port):
                 address = f"127.0.0.1:{port}"
                 ui_url = f"http://127.0.0.1:{EMBEDDED_UI_PORT}"
             else:
+                ui_port = free_port() if fresh_ports else EMBEDDED_UI_PORT
+                ui_origins = (f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}")
+                codec_server = stack.enter_context(CodecServer(codec, allow_origin=ui_origins))
+                codec_endpoint = codec_server.url
                 server = DevServer(
                     settings.data_dir / "temporal",
                     port=port,
-                    ui_port=free_port() if fresh_ports else EMBEDDED_UI_PORT,
+                    ui_port=ui_port,
                     namespace=settings.temporal_namespace,
+                    codec_endpoint=codec_endpoint,
                 )
                 stack.enter_context(server)
                 address, ui_url = server.address, server.ui_url
             settings = replace(settings, temporal_address=address)
+            # load_codec(settings) in this process keeps the embedded key default for it.
+            stack.enter_context(embedded_address(address))
         if settings.stripe_api_base is None:
             if settings.stripe_api_key != Settings.from_env({}).stripe_api_key:
                 logging.getLogger("billbridge").warning(
@@ -72,4 +90,6 @@ def local_services(settings: Settings, *, fresh_ports: bool = False) -> Iterator
                 emulator = StripeEmulator(port=port)
                 stack.enter_context(emulator)
             settings = replace(settings, stripe_api_base=f"http://127.0.0.1:{port}")
-        yield LocalServices(settings=settings, temporal_ui_url=ui_url)
+        yield LocalServices(
+            settings=settings, temporal_ui_url=ui_url, codec=codec, codec_endpoint=codec_endpoint
+        )

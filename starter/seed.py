@@ -7,8 +7,10 @@ as Orb does (payment_provider=stripe_invoice, payment_provider_id=cus_...).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import functools
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import stripe
 
@@ -25,6 +27,21 @@ def stripe_client(api_base: str, api_key: str) -> stripe.StripeClient:
     return stripe.StripeClient(api_key, base_addresses={"api": api_base}, max_network_retries=5)
 
 
+T = TypeVar("T")
+
+
+def call_patiently(call: Callable[[], T], attempts: int = 30) -> T:
+    """Run a seeding call, waiting out rate limits (the SDK does not retry a bare 429)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except stripe.RateLimitError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(0.2 * (attempt + 1), 2.0))
+    raise AssertionError("unreachable")
+
+
 def seed_catalog(
     client: stripe.StripeClient,
     store: Store,
@@ -38,9 +55,12 @@ def seed_catalog(
     wanted.update({adjustment_key(kind): kind.replace("_", " ").title() for kind in adjustments})
     mapped = {}
     for billing_key, name in wanted.items():
-        product = client.v1.products.create(
-            params={"name": name, "metadata": {"billbridge_item": billing_key}},
-            options={"idempotency_key": f"seed-product-{billing_key}"},
+        product = call_patiently(
+            functools.partial(
+                client.v1.products.create,
+                params={"name": name, "metadata": {"billbridge_item": billing_key}},
+                options={"idempotency_key": f"seed-product-{billing_key}"},
+            )
         )
         store.set_mapping(connection_id, billing_key, product.id)
         mapped[billing_key] = product.id
@@ -49,13 +69,15 @@ def seed_catalog(
 
 def seed_customer(client: stripe.StripeClient, store: Store, customer: dict[str, Any]) -> str:
     """Create the Stripe customer for an Orb customer dict and store the linked customer."""
-    created = client.v1.customers.create(
-        params={
-            "name": customer.get("name") or customer["id"],
-            "email": customer.get("email") or "",
-            "metadata": {"billbridge_customer_id": customer["id"]},
-        },
-        options={"idempotency_key": f"seed-customer-{customer['id']}"},
+    created = call_patiently(
+        lambda: client.v1.customers.create(
+            params={
+                "name": customer.get("name") or customer["id"],
+                "email": customer.get("email") or "",
+                "metadata": {"billbridge_customer_id": customer["id"]},
+            },
+            options={"idempotency_key": f"seed-customer-{customer['id']}"},
+        )
     )
     linked = {**customer, "payment_provider": "stripe_invoice", "payment_provider_id": created.id}
     store.upsert_customers(parse_customers([linked]))

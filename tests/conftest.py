@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +27,14 @@ from billbridge.core.config import Settings
 from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
+from billbridge.workers.codec import EncryptionCodec, generate_key, load_codec
 from billbridge.workers.dev_server import DevServer
 from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_worker
 
 STRIPE_TEST_KEY = "sk_test_billbridge_tests"
+# One payload encryption key for the session: the in-process client and worker use it, and
+# process_env hands it to every billbridge process a test starts (CLI, crash-test worker).
+CODEC_TEST_KEY = generate_key()
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +44,15 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevSer
         yield server
 
 
+@pytest.fixture(scope="session")
+def codec(temporal_server: DevServer) -> EncryptionCodec:
+    settings = replace(Settings.from_env({}), temporal_address=temporal_server.address)
+    return load_codec(settings, {"BILLBRIDGE_CODEC_KEY": CODEC_TEST_KEY})
+
+
 @pytest_asyncio.fixture(scope="session")
-async def client(temporal_server: DevServer) -> Client:
-    return await connect(temporal_server.address)
+async def client(temporal_server: DevServer, codec: EncryptionCodec) -> Client:
+    return await connect(temporal_server.address, codec=codec)
 
 
 @pytest.fixture
@@ -120,14 +132,23 @@ def map_invoice_items(account: StripeAccount, store: Store, invoice: dict[str, A
 
 def process_env(settings: Settings) -> dict[str, str]:
     """The environment a separate billbridge process (CLI, worker) needs to use `settings`."""
+    # The session's codec key, never a key file from the developer's environment.
+    inherited = {k: v for k, v in os.environ.items() if k != "BILLBRIDGE_CODEC_KEY_FILE"}
     return {
-        **os.environ,
+        **inherited,
         "TEMPORAL_ADDRESS": str(settings.temporal_address),
         "DATABASE_URL": settings.database_url,
         "STRIPE_API_KEY": settings.stripe_api_key,
         "STRIPE_API_BASE": str(settings.stripe_api_base),
         "BILLBRIDGE_TASK_QUEUE": settings.task_queue,
+        "BILLBRIDGE_CODEC_KEY": CODEC_TEST_KEY,
     }
+
+
+def billbridge(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = process_env(settings)
+    command = [sys.executable, "-c", "from billbridge.starter.cli import main; main()", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
 def finalized_invoices(emulator: StripeEmulator, invoice_id: str) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 Run after a deliberate, compatible workflow change (or to add a scenario):
     .venv/bin/python tests/record_histories.py
 Each scenario runs on a fresh dev server against the Stripe emulator, and its history is saved
-as tests/histories/<scenario>.json. Never re-record to make a failing replay pass: a failing
-replay means running workflows would break (use workflow.patched instead).
+as tests/histories/<scenario>.json. The worker runs with payload encryption, as in production
+(a key generated for the run); the saved histories are decoded first, so they hold clear JSON
+payloads that test_replay.py replays without any key. Never re-record to make a failing replay
+pass: a failing replay means running workflows would break (use workflow.patched instead).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from billbridge.starter.door import export_invoice, upsert_customers
 from billbridge.starter.samples import LineDiscount, SampleLine, build_customer, build_invoice
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
+from billbridge.workers.codec import decode_message_payloads, generate_key, load_codec
 from billbridge.workers.dev_server import DevServer
 from billbridge.workers.export_worker import build_worker
 from billbridge.workflows.export_invoice import workflow_id
@@ -74,7 +77,8 @@ async def record() -> None:
                     [*LINES, SampleLine("item_x", "X", Decimal(1), Decimal(1))],
                 ),
             }
-            client = await connect(server.address)
+            codec = load_codec(settings, {"BILLBRIDGE_CODEC_KEY": generate_key()})
+            client = await connect(server.address, codec=codec)
             with ThreadPoolExecutor(4) as executor:
                 async with build_worker(client, store, settings, executor=executor):
                     for name, invoice in scenarios.items():
@@ -84,6 +88,8 @@ async def record() -> None:
                         await export_invoice(client, store, invoice, settings.task_queue)
                         handle = client.get_workflow_handle(workflow_id(invoice["id"]))
                         history = await handle.fetch_history()
+                        for event in history.events:
+                            await decode_message_payloads(event, codec)
                         (HERE / f"{name}.json").write_text(history.to_json())
                         print(f"recorded {name}: {len(history.events)} events")
             store.close()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,18 +12,12 @@ from temporalio.client import Client
 from billbridge.core.config import Settings
 from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
-from conftest import StripeAccount, finalized_invoices, process_env
+from conftest import StripeAccount, billbridge, finalized_invoices
 
 LINES = [
     SampleLine("item_api_calls", "API calls", Decimal("1234.5"), Decimal("0.002")),
     SampleLine("item_seats", "Seats", Decimal(2), Decimal(10)),
 ]
-
-
-def billbridge(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = process_env(settings)
-    command = [sys.executable, "-c", "from billbridge.starter.cli import main; main()", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
 def write(path: Path, payload: object) -> str:

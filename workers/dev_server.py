@@ -3,6 +3,7 @@
 Used when `TEMPORAL_ADDRESS` is unset (demo, tests, a developer's laptop). It keeps its state in a
 SQLite file under the data dir, serves the Web UI, and registers billbridge's search attributes at
 start, so the UI can filter exports by invoice, customer, provider and status from the first run.
+Payloads are encrypted (workers/codec.py): given `codec_endpoint`, the UI decodes them through it.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class DevServer:
         ui: bool = True,
         namespace: str = "default",
         extra_args: list[str] | None = None,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -84,6 +86,7 @@ class DevServer:
         self.ui = ui
         self.namespace = namespace
         self.extra_args = extra_args or []
+        self.codec_endpoint = codec_endpoint  # a CodecServer URL the UI sends payloads to
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
 
@@ -113,6 +116,8 @@ class DevServer:
             args += ["--namespace", self.namespace]
         if self.ui:
             args += ["--ui-port", str(self.ui_port), "--ui-ip", "127.0.0.1"]
+            if self.codec_endpoint:
+                args += ["--ui-codec-endpoint", self.codec_endpoint]
         else:
             args += ["--headless"]
         if self.data_dir is not None:

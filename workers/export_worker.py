@@ -19,6 +19,7 @@ from billbridge.activities.export import ExportActivities
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.workers.client import connect
+from billbridge.workers.codec import load_codec
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
 
 # Activities are synchronous (sqlmodel, the stripe SDK) and run in this many threads.
@@ -53,8 +54,9 @@ async def run_worker(settings: Settings, address: str, stop: asyncio.Event | Non
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
+    codec = load_codec(settings)  # before the store: a missing key stops here, clearly
     store = Store(settings.database_url)
-    client = await connect(address, settings.temporal_namespace)
+    client = await connect(address, settings.temporal_namespace, codec=codec)
     with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
         worker = build_worker(client, store, settings, executor=executor)
         async with worker:

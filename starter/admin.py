@@ -1,0 +1,226 @@
+"""Operator commands on the store: item mappings and the export audit trail.
+
+billbridge mappings set CONNECTION BILLING_ITEM PROVIDER_ITEM   (BILLING_ITEM `*`: default item)
+billbridge mappings list|export CONNECTION                      (export: CSV on stdout)
+billbridge mappings delete CONNECTION BILLING_ITEM
+billbridge mappings import CONNECTION mappings.csv               (all rows or none)
+billbridge exports list [--status S]
+billbridge exports show INVOICE_ID                               (record + every attempt)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from billbridge.activities.store import Store
+from billbridge.core.config import Settings
+from billbridge.core.models import EXPORTABLE_PROVIDERS
+
+CSV_COLUMNS = ("billing_item_id", "provider_item_id")
+
+
+class BadMappingsFile(ValueError):
+    """A mappings CSV that cannot be imported; names the row and column."""
+
+
+def parse_mappings_csv(text: str) -> dict[str, str]:
+    """Rows of `billing_item_id,provider_item_id` (header required); every problem named."""
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or not set(CSV_COLUMNS) <= set(reader.fieldnames):
+        raise BadMappingsFile(
+            f"header: expected columns {', '.join(CSV_COLUMNS)}, got {reader.fieldnames or []}"
+        )
+    mappings: dict[str, str] = {}
+    problems = []
+    for row_number, row in enumerate(reader, start=2):  # line 1 is the header
+        item = (row.get("billing_item_id") or "").strip()
+        target = (row.get("provider_item_id") or "").strip()
+        if not item:
+            problems.append(f"row {row_number}, billing_item_id: empty")
+        if not target:
+            problems.append(f"row {row_number}, provider_item_id: empty")
+        if item and item in mappings and mappings[item] != target:
+            problems.append(f"row {row_number}, billing_item_id: {item} is mapped twice")
+        if item and target:
+            mappings[item] = target
+    if problems:
+        raise BadMappingsFile("; ".join(problems))
+    return mappings
+
+
+def _store() -> Store:
+    return Store(Settings.from_env().database_url)
+
+
+def cmd_mappings(args: argparse.Namespace) -> int:
+    with _store() as store:
+        if args.action == "set":
+            if not args.billing_item or not args.provider_item:
+                print(
+                    "billbridge: mappings set CONNECTION BILLING_ITEM PROVIDER_ITEM",
+                    file=sys.stderr,
+                )
+                return 2
+            store.set_mapping(args.connection, args.billing_item, args.provider_item)
+            print(f"{args.connection}: {args.billing_item} -> {args.provider_item}")
+        elif args.action == "delete":
+            if not args.billing_item:
+                print("billbridge: mappings delete CONNECTION BILLING_ITEM", file=sys.stderr)
+                return 2
+            if not store.delete_mapping(args.connection, args.billing_item):
+                print(
+                    f"billbridge: {args.billing_item} is not mapped on {args.connection}",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"{args.connection}: {args.billing_item} unmapped")
+        elif args.action == "import":
+            if not args.billing_item:
+                print("billbridge: mappings import CONNECTION FILE.csv", file=sys.stderr)
+                return 2
+            path = args.billing_item
+            try:
+                text = sys.stdin.read() if path == "-" else Path(path).read_text()
+                mappings = parse_mappings_csv(text)
+            except (OSError, BadMappingsFile) as err:
+                print(f"billbridge: {path}: {err}", file=sys.stderr)
+                return 2
+            store.set_mappings(args.connection, mappings)
+            print(f"{args.connection}: imported {len(mappings)} mapping(s)")
+        elif args.action == "export":
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows(store.list_mappings(args.connection).items())
+        else:
+            print(json.dumps(store.list_mappings(args.connection), indent=2))
+    return 0
+
+
+def cmd_exports(args: argparse.Namespace) -> int:
+    with _store() as store:
+        if args.action == "show":
+            if not args.invoice_id:
+                print("billbridge: exports show INVOICE_ID", file=sys.stderr)
+                return 2
+            record = store.get_export(args.invoice_id)
+            if record is None:
+                print(f"billbridge: no export of invoice {args.invoice_id}", file=sys.stderr)
+                return 1
+            attempts = [dataclasses.asdict(a) for a in store.list_attempts(args.invoice_id)]
+            print(
+                json.dumps(
+                    {**dataclasses.asdict(record), "attempts": attempts}, indent=2, default=str
+                )
+            )
+            return 0
+        rows = store.list_exports(args.status)
+    headers = (
+        "invoice",
+        "provider",
+        "status",
+        "external id",
+        "billing total",
+        "provider total",
+        "updated",
+        "error",
+    )
+    table = [
+        (
+            r.invoice_id,
+            r.provider,
+            r.status,
+            r.external_id or "-",
+            r.billing_total or "-",
+            r.provider_total or "-",
+            r.updated_at.isoformat(timespec="seconds"),
+            (r.error or "")[:60],
+        )
+        for r in rows
+    ]
+    widths = [
+        max(len(str(cell)) for cell in column) for column in zip(headers, *table, strict=False)
+    ]
+    for line in (headers, *table):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
+    return 0
+
+
+SETTINGS = ("default_provider", "export_customers")
+
+
+def parse_setting(key: str, value: str) -> object:
+    """The stored value of an account setting given on the command line; errors name the key."""
+    if key == "default_provider":
+        if value == "none":
+            return None
+        if value not in EXPORTABLE_PROVIDERS:
+            raise ValueError(
+                f"default_provider: {value!r} is not one of {sorted(EXPORTABLE_PROVIDERS)} "
+                "(or none)"
+            )
+        return value
+    if key == "export_customers":
+        if value == "all":
+            return "all"
+        customers = [c.strip() for c in value.split(",") if c.strip()]
+        if not customers:
+            raise ValueError("export_customers: give `all` or a comma-separated list of ids")
+        return customers
+    raise ValueError(f"{key}: unknown setting; known: {', '.join(SETTINGS)}")
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    with _store() as store:
+        if args.action == "set":
+            if not args.key or args.value is None:
+                print("billbridge: settings set KEY VALUE", file=sys.stderr)
+                return 2
+            try:
+                value = parse_setting(args.key, args.value)
+            except ValueError as err:
+                print(f"billbridge: {err}", file=sys.stderr)
+                return 2
+            store.set_account_setting(args.key, value)
+        settings: dict[str, object] = {"default_provider": None, "export_customers": "all"}
+        settings.update(store.account_settings())
+        print(json.dumps(settings, indent=2))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def command(
+        name: str, help_text: str, func: Callable[[argparse.Namespace], int], actions: list[str]
+    ) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text)
+        parser.add_argument("action", choices=actions)
+        parser.set_defaults(func=func)
+        return parser
+
+    mappings = command(
+        "mappings",
+        "map billing items to provider items",
+        cmd_mappings,
+        ["set", "list", "delete", "import", "export"],
+    )
+    mappings.add_argument("connection", help="connection id, e.g. stripe_invoice")
+    mappings.add_argument(
+        "billing_item",
+        nargs="?",
+        help="billing item id, adjustment:<kind>, or * for the default item (import: the CSV file)",
+    )
+    mappings.add_argument("provider_item", nargs="?", help="provider product/price id")
+
+    settings = command("settings", "account-wide export settings", cmd_settings, ["show", "set"])
+    settings.add_argument("key", nargs="?", choices=SETTINGS)
+    settings.add_argument("value", nargs="?")
+
+    exports = command("exports", "the export audit trail", cmd_exports, ["list", "show"])
+    exports.add_argument("invoice_id", nargs="?", help="with show: the billing invoice id")
+    exports.add_argument("--status", help="with list: only exports with this status")
