@@ -22,15 +22,23 @@ from billbridge.activities.errors import (
     UnknownCustomer,
     UnmappedItems,
 )
-from billbridge.activities.providers import PROVIDERS
-from billbridge.activities.providers.base import InvoiceProvider, Plan, PushContext, check_plan
+from billbridge.activities.providers import PROVIDERS, ProviderFactory
+from billbridge.activities.providers.base import (
+    ConnectionConfig,
+    InvoiceProvider,
+    Plan,
+    PushContext,
+    check_plan,
+)
 from billbridge.activities.providers.lines import (
     InvoiceBreakdown,
     InvoiceInconsistent,
     break_down,
 )
+from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
+from billbridge.core.connections import ConnectionSettings
 from billbridge.core.messages import (
     CustomerLinkResult,
     Decision,
@@ -107,19 +115,37 @@ class ExportActivities:
         self,
         store: Store,
         settings: Settings,
-        providers: Mapping[str, Callable[[Settings], InvoiceProvider]] = PROVIDERS,
+        providers: Mapping[str, ProviderFactory] = PROVIDERS,
     ) -> None:
         self.store = store
         self.settings = settings
         self._factories = providers
-        self._providers: dict[str, InvoiceProvider] = {}
+        # Built once per connection version: a connection changed through the CLI (new API
+        # key, other settings) gets a fresh provider on the next step.
+        self._providers: dict[tuple[str, object], InvoiceProvider] = {}
         self._lock = threading.Lock()
+        self._secrets: SecretBox | None = None
 
-    def provider(self, name: str) -> InvoiceProvider:
+    def connection_config(self, connection_id: str) -> tuple[ConnectionConfig, object]:
+        """The connection's settings and opened credential, and a stamp of its version."""
+        row = self.store.get_connection(connection_id)
+        if row is None:
+            return ConnectionConfig(connection_id, None, ConnectionSettings()), None
+        api_key = None
+        if row.credentials_ref:
+            if self._secrets is None:
+                self._secrets = SecretBox.from_settings(self.settings)
+            api_key = self._secrets.open(row.credentials_ref, connection_id)
+        settings = ConnectionSettings.model_validate(row.settings)
+        return ConnectionConfig(connection_id, api_key, settings, row.enabled), row.updated_at
+
+    def provider(self, name: str, connection_id: str) -> InvoiceProvider:
+        config, stamp = self.connection_config(connection_id)
         with self._lock:
-            if name not in self._providers:
-                self._providers[name] = self._factories[name](self.settings)
-            return self._providers[name]
+            key = (connection_id, stamp)
+            if key not in self._providers:
+                self._providers[key] = self._factories[name](self.settings, config)
+            return self._providers[key]
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -164,7 +190,7 @@ class ExportActivities:
         invoice, lines = self.load_invoice(invoice_id)
         breakdown = self.breakdown(invoice, lines)
         mappings = self.mapped_items(connection_id, invoice, lines, breakdown)
-        provider = self.provider(provider_name)
+        provider = self.provider(provider_name, connection_id)
         resolved = provider.resolve_items(set(mappings.values()))
         items = {key: resolved[item] for key, item in mappings.items()}
         plan = provider.plan(invoice, breakdown, items, provider_customer_id, now)
@@ -251,6 +277,12 @@ class ExportActivities:
                     f"(available: {', '.join(sorted(self._factories))})",
                 }
             )
+        config, _ = self.connection_config(provider)
+        skip = _skipped_by_connection(invoice, config)
+        if skip:
+            return decision.model_copy(
+                update={"status": ExportStatus.NOT_EXPORTED, "provider": provider, "reason": skip}
+            )
         if not customer.payment_provider_id:
             raise ProviderCustomerMissing(
                 f"customer {customer.id} has payment_provider {provider!r} but no "
@@ -264,7 +296,7 @@ class ExportActivities:
         invoice, lines = self.load_invoice(request.invoice_id)
         breakdown = self.breakdown(invoice, lines)
         mappings = self.mapped_items(request.connection_id, invoice, lines, breakdown)
-        self.provider(request.provider).resolve_items(set(mappings.values()))
+        self.provider(request.provider, request.connection_id).resolve_items(set(mappings.values()))
         return MappingResult(mapped_keys=len(mappings), line_count=len(lines))
 
     @activity.defn(name=names.LINK_CUSTOMER)
@@ -278,7 +310,7 @@ class ExportActivities:
                 f"customer {invoice.customer.id} has no payment_provider_id"
             )
         provider_customer_id = customer.payment_provider_id
-        self.provider(request.provider).check_customer(provider_customer_id)
+        self.provider(request.provider, request.connection_id).check_customer(provider_customer_id)
         self.store.link_customer(request.connection_id, customer.id, provider_customer_id)
         return CustomerLinkResult(provider_customer_id=provider_customer_id)
 
@@ -312,7 +344,7 @@ class ExportActivities:
             heartbeat=lambda detail: activity.heartbeat(detail),
             remember_external_id=remember,
         )
-        return self.provider(request.provider).push(plan, context)
+        return self.provider(request.provider, request.connection_id).push(plan, context)
 
     @activity.defn(name=names.RECORD_EXPORT)
     @_step("record")
@@ -332,6 +364,25 @@ class ExportActivities:
                 request_count=request.push.request_count,
             )
         self.store.upsert_export(request.invoice_id, request.provider, **fields)
+
+
+def _skipped_by_connection(invoice: Invoice, config: ConnectionConfig) -> str:
+    """Why the connection's settings keep this invoice from being exported ("" if they do not)."""
+    settings = config.settings
+    if not config.enabled:
+        return f"connection {config.connection_id} is disabled (billbridge connections enable)"
+    issued = invoice.invoice_date.date()
+    if settings.cutover_date is not None and issued < settings.cutover_date:
+        return (
+            f"issued {issued}, before the cutover date {settings.cutover_date} of connection "
+            f"{config.connection_id}"
+        )
+    if settings.minimum_amount is not None and abs(invoice.total) < settings.minimum_amount:
+        return (
+            f"total {invoice.total} is below the minimum amount {settings.minimum_amount} of "
+            f"connection {config.connection_id}"
+        )
+    return ""
 
 
 def _unmapped_error(invoice: Invoice, lines: list[LineItem], missing: list[str]) -> UnmappedItems:

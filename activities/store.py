@@ -647,6 +647,11 @@ class Store:
                 updated_at=_aware(rec.updated_at),
             )
 
+    def list_connections(self) -> list[ConnectionRow]:
+        with self._read() as session:
+            ids = session.exec(select(ConnectionTable.id).order_by(col(ConnectionTable.id))).all()
+        return [row for row in (self.get_connection(i) for i in ids) if row is not None]
+
     def set_mapping(self, connection_id: str, billing_item_id: str, provider_item_id: str) -> None:
         """Map an Orb item id (or an adjustment key such as ``adjustment:discount``, or
         ``*`` for the connection's default item) to the provider's item/product/price id."""

@@ -15,13 +15,23 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from billbridge.activities.store import Store
+import pydantic
+
+from billbridge.activities.errors import ExportError
+from billbridge.activities.export import ExportActivities
+from billbridge.activities.providers import PROVIDERS
+from billbridge.activities.providers.base import ConnectionConfig
+from billbridge.activities.secrets import SecretBox, SecretError
+from billbridge.activities.store import ConnectionRow, Store
 from billbridge.core.config import Settings
-from billbridge.core.models import EXPORTABLE_PROVIDERS
+from billbridge.core.connections import ConnectionSettings
+from billbridge.core.models import EXPORTABLE_PROVIDERS, format_validation_error
+from billbridge.workers.codec import CodecKeyError
 
 CSV_COLUMNS = ("billing_item_id", "provider_item_id")
 
@@ -152,6 +162,114 @@ def cmd_exports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connection_settings(row: ConnectionRow | None, updates: list[str]) -> ConnectionSettings:
+    """Current settings with `key=value` updates applied; errors name the setting."""
+    current = dict(row.settings) if row is not None else {}
+    for update in updates:
+        key, sep, value = update.partition("=")
+        if not sep:
+            raise ValueError(f"{update}: expected key=value")
+        current[key.strip()] = None if value.strip() in ("", "none") else value.strip()
+    try:
+        return ConnectionSettings.model_validate(current)
+    except pydantic.ValidationError as err:
+        raise ValueError(format_validation_error(err)) from err
+
+
+def _read_api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key_env:
+        value = os.environ.get(args.api_key_env)
+        if not value:
+            raise ValueError(f"--api-key-env: {args.api_key_env} is not set")
+        return value
+    if args.api_key_file:
+        return Path(args.api_key_file).read_text().strip()
+    return args.api_key  # on the command line it lands in shell history: prefer the others
+
+
+def cmd_connections(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with Store(settings.database_url) as store:
+        if args.action == "list":
+            return _list_connections(store, settings)
+        if args.connection not in PROVIDERS:
+            print(
+                f"billbridge: connection: {args.connection!r} is not one of {sorted(PROVIDERS)}",
+                file=sys.stderr,
+            )
+            return 2
+        row = store.get_connection(args.connection)
+        try:
+            new_settings = _connection_settings(row, args.settings if args.action == "set" else [])
+            api_key = _read_api_key(args) if args.action == "add" else None
+            sealed = row.credentials_ref if row is not None else None
+            if api_key:
+                sealed = SecretBox.from_settings(settings).seal(api_key, args.connection)
+        except (ValueError, OSError, CodecKeyError) as err:
+            print(f"billbridge: {err}", file=sys.stderr)
+            return 2
+        enabled = {"enable": True, "disable": False}.get(
+            args.action, row.enabled if row is not None else True
+        )
+        if api_key and not args.no_verify:
+            config = ConnectionConfig(args.connection, api_key, new_settings, enabled)
+            try:
+                PROVIDERS[args.connection](settings, config).check_credentials()
+            except ExportError as err:
+                print(f"billbridge: {args.connection}: credentials refused: {err}", file=sys.stderr)
+                return 1
+        store.upsert_connection(
+            args.connection,
+            args.connection,
+            enabled=enabled,
+            credentials_ref=sealed,
+            settings=new_settings.model_dump(mode="json"),
+        )
+        return _list_connections(store, settings, only=args.connection, check=False)
+
+
+def _list_connections(
+    store: Store, settings: Settings, *, only: str | None = None, check: bool = True
+) -> int:
+    activities = ExportActivities(store, settings)
+    exports = store.list_exports()
+    report = []
+    for name in sorted(PROVIDERS):
+        if only is not None and name != only:
+            continue
+        row = store.get_connection(name)
+        health = "not checked"
+        if check:
+            try:
+                activities.provider(name, name).check_credentials()
+                health = "credentials accepted"
+            except (ExportError, SecretError, CodecKeyError) as err:
+                health = f"error: {err}"
+        ours = [e for e in exports if e.provider == name]
+        succeeded = [e.updated_at for e in ours if e.status == "exported"]
+        failed = [e for e in ours if e.status == "failed"]
+        last_error = max(failed, key=lambda e: e.updated_at) if failed else None
+        report.append(
+            {
+                "connection": name,
+                "enabled": row.enabled if row is not None else True,
+                "credentials": "sealed in the store"
+                if row is not None and row.credentials_ref
+                else "environment default",
+                "health": health,
+                "settings": row.settings
+                if row is not None
+                else ConnectionSettings().model_dump(mode="json"),
+                "last_success": max(succeeded).isoformat() if succeeded else None,
+                "last_error": f"{last_error.invoice_id}: {last_error.error}"
+                if last_error
+                else None,
+            }
+        )
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
 SETTINGS = ("default_provider", "export_customers")
 
 
@@ -216,6 +334,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="billing item id, adjustment:<kind>, or * for the default item (import: the CSV file)",
     )
     mappings.add_argument("provider_item", nargs="?", help="provider product/price id")
+
+    connections = command(
+        "connections",
+        "providers: credentials, settings, health",
+        cmd_connections,
+        ["list", "add", "set", "enable", "disable"],
+    )
+    connections.add_argument("connection", nargs="?", help="e.g. stripe_invoice")
+    connections.add_argument("settings", nargs="*", help="with set: key=value ...")
+    connections.add_argument("--api-key-env", help="with add: read the API key from this variable")
+    connections.add_argument("--api-key-file", help="with add: read the API key from this file")
+    connections.add_argument("--api-key", help="with add: the API key (visible in shell history)")
+    connections.add_argument("--no-verify", action="store_true", help="with add: skip the check")
 
     settings = command("settings", "account-wide export settings", cmd_settings, ["show", "set"])
     settings.add_argument("key", nargs="?", choices=SETTINGS)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from billbridge.activities.providers.base import InvoiceProvider
+from billbridge.activities.providers.base import ConnectionConfig, InvoiceProvider
 from billbridge.activities.providers.stripe_invoice import StripeInvoiceProvider
 from billbridge.core.config import Settings
 
-PROVIDERS: dict[str, Callable[[Settings], InvoiceProvider]] = {
+ProviderFactory = Callable[[Settings, ConnectionConfig], InvoiceProvider]
+
+PROVIDERS: dict[str, ProviderFactory] = {
     StripeInvoiceProvider.name: StripeInvoiceProvider.from_settings,
 }
 

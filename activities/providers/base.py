@@ -14,8 +14,19 @@ from typing import Any, Protocol
 
 from billbridge.activities.errors import TotalMismatch
 from billbridge.activities.providers.lines import InvoiceBreakdown
+from billbridge.core.connections import ConnectionSettings
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Invoice
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """One connection as a provider module sees it: its opened credential and its settings."""
+
+    connection_id: str
+    api_key: str | None  # None: the environment's default credential (e.g. STRIPE_API_KEY)
+    settings: ConnectionSettings
+    enabled: bool = True
 
 
 @dataclass
@@ -51,6 +62,9 @@ class PushContext:
 
 class InvoiceProvider(Protocol):
     name: str
+
+    def check_credentials(self) -> None:
+        """Raise ProviderAuthFailed unless the connection's credentials are accepted."""
 
     def check_customer(self, provider_customer_id: str) -> None:
         """Raise ProviderCustomerMissing unless the customer exists (and is not deleted)."""

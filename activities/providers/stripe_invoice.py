@@ -33,9 +33,10 @@ from billbridge.activities.errors import (
     ProviderUnavailable,
     TotalMismatch,
 )
-from billbridge.activities.providers.base import Plan, PushContext
+from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
 from billbridge.activities.providers.lines import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
+from billbridge.core.connections import ConnectionSettings
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Invoice
 from billbridge.core.money import from_minor
@@ -259,8 +260,16 @@ def _carried_to_balance(invoice: Any, plan: StripePlan) -> int:
 class StripeInvoiceProvider:
     name = "stripe_invoice"
 
-    def __init__(self, api_key: str, api_base: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str,
+        *,
+        timeout: float = 30.0,
+        options: ConnectionSettings | None = None,
+    ) -> None:
         self.api_base = api_base.rstrip("/")
+        self.options = options or ConnectionSettings()
         # Retries belong to Temporal (visible, durable, honouring Retry-After), not to the SDK.
         self.client = stripe.StripeClient(
             api_key,
@@ -280,11 +289,15 @@ class StripeInvoiceProvider:
         return int(getattr(self._calls, "count", 0))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StripeInvoiceProvider:
+    def from_settings(cls, settings: Settings, config: ConnectionConfig) -> StripeInvoiceProvider:
+        """The connection's own API key when it has one, else STRIPE_API_KEY."""
         api_base = settings.stripe_api_base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}"
-        return cls(settings.stripe_api_key, api_base)
+        return cls(config.api_key or settings.stripe_api_key, api_base, options=config.settings)
 
     # -- checks -------------------------------------------------------------------------------
+
+    def check_credentials(self) -> None:
+        self._call("checking the API key", self.client.v1.customers.list, params={"limit": 1})
 
     def check_customer(self, provider_customer_id: str) -> None:
         try:
@@ -360,7 +373,8 @@ class StripeInvoiceProvider:
         create: dict[str, Any] = {
             "customer": provider_customer_id,
             "currency": currency,
-            "collection_method": "send_invoice",
+            "collection_method": self.options.collection_method,
+            # Never let Stripe finalize a half-built draft on its own (it would after an hour).
             "auto_advance": False,
             "pending_invoice_items_behavior": "exclude",
             "metadata": {
@@ -369,7 +383,11 @@ class StripeInvoiceProvider:
                 "billbridge_customer_id": invoice.customer.id,
             },
         }
-        if invoice.due_date is None:
+        if self.options.collection_method == "charge_automatically":
+            # Stripe charges the customer's default payment method; due dates do not apply.
+            if invoice.due_date is not None:
+                create["metadata"]["billbridge_due_date"] = invoice.due_date.isoformat()
+        elif invoice.due_date is None:
             create["days_until_due"] = DEFAULT_DAYS_UNTIL_DUE
         elif _unix(invoice.due_date) > now + DUE_DATE_MARGIN:
             create["due_date"] = _unix(invoice.due_date)
@@ -432,11 +450,15 @@ class StripeInvoiceProvider:
                     f"Stripe draft {draft.id} totals {draft.total}, billing total is "
                     f"{plan.total_minor} minor units; the draft is left unfinalized"
                 )
+            if self.options.leave_as_draft:
+                # The customer balance, if any, applies when someone finalizes it in Stripe.
+                return self._result(draft, plan, note="left as a draft (leave_as_draft)")
             draft = self._call(
                 "finalizing the invoice",
                 invoices.finalize_invoice,
                 draft.id,
-                params={"auto_advance": False},
+                # With charge_automatically, auto_advance lets Stripe collect the payment.
+                params={"auto_advance": self.options.collection_method == "charge_automatically"},
                 options={"idempotency_key": idempotency_key(plan.invoice_id, "finalize")},
             )
         if draft.status in ("void", "uncollectible"):
@@ -455,11 +477,14 @@ class StripeInvoiceProvider:
                 f"Stripe invoice {draft.id} has total {draft.total} and amount due "
                 f"{draft.amount_due}; billing has {plan.total_minor} and {plan.amount_due_minor}"
             )
+        return self._result(draft, plan, note=note)
+
+    def _result(self, invoice: Any, plan: StripePlan, *, note: str) -> PushResult:
         return PushResult(
-            external_id=draft.id,
-            external_url=draft.hosted_invoice_url or "",
-            provider_total=str(from_minor(draft.total, plan.currency)),
-            provider_amount_due=str(from_minor(draft.amount_due, plan.currency)),
+            external_id=invoice.id,
+            external_url=invoice.hosted_invoice_url or "",
+            provider_total=str(from_minor(invoice.total, plan.currency)),
+            provider_amount_due=str(from_minor(invoice.amount_due, plan.currency)),
             provider_line_count=len(plan.lines),
             request_count=self.request_count,
             consolidated=bool(plan.consolidated_from),

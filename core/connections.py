@@ -1,0 +1,28 @@
+"""Per-connection settings, as the platforms users compare billbridge with offer them."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConnectionSettings(BaseModel):
+    """How invoices go out through one connection (`billbridge connections set ...`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutover_date: date | None = Field(
+        default=None,
+        description="invoices issued before this date are not exported (migrating teams)",
+    )
+    minimum_amount: Decimal | None = Field(
+        default=None, ge=0, description="invoices whose total is below this are not exported"
+    )
+    collection_method: Literal["send_invoice", "charge_automatically"] = "send_invoice"
+    leave_as_draft: bool = Field(
+        default=False, description="create the provider invoice but do not finalize it"
+    )
+    create_missing_customers: bool = False

@@ -1,0 +1,126 @@
+"""Connections: sealed credentials, verified and used by exports; per-connection settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from temporalio.client import Client
+
+from billbridge.activities.store import Store
+from billbridge.core.config import Settings
+from billbridge.core.messages import ExportStatus
+from billbridge.emulators.stripe import StripeEmulator
+from billbridge.starter.door import export_invoice
+from billbridge.starter.samples import SampleLine, build_invoice
+from conftest import CODEC_TEST_KEY, STRIPE_TEST_KEY, StripeAccount, billbridge, finalized_invoices
+
+CONNECTION_KEY = "sk_test_connection_only_key"
+LINES = [SampleLine("item_seats", "Seats", Decimal(3), Decimal("12.50"))]
+
+
+@pytest.fixture
+def emulator() -> Iterator[StripeEmulator]:
+    # Accepts the seeding key and the connection's key, not the environment's default.
+    with StripeEmulator(
+        rate_limit_per_second=None, api_keys={STRIPE_TEST_KEY, CONNECTION_KEY}
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("BILLBRIDGE_CODEC_KEY", CODEC_TEST_KEY)  # seals and opens credentials
+    return replace(settings, stripe_api_key="sk_test_not_accepted")
+
+
+async def test_sealed_api_key_is_verified_stored_and_used(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    invoice = build_invoice("inv_conn_1", "cust_1", "USD", LINES)
+    refused = await export_invoice(client, store, invoice, worker.task_queue)
+    assert refused.status == ExportStatus.FAILED and "ProviderAuthFailed" in refused.reason
+
+    monkeypatch.setenv("BAD_KEY", "sk_test_wrong")
+    bad = billbridge(worker, "connections", "add", "stripe_invoice", "--api-key-env", "BAD_KEY")
+    assert bad.returncode == 1 and "credentials refused" in bad.stderr
+
+    monkeypatch.setenv("GOOD_KEY", CONNECTION_KEY)
+    added = billbridge(worker, "connections", "add", "stripe_invoice", "--api-key-env", "GOOD_KEY")
+    assert added.returncode == 0, added.stderr
+    row = store.get_connection("stripe_invoice")
+    assert row is not None and row.credentials_ref is not None
+    assert CONNECTION_KEY not in row.credentials_ref  # sealed, not stored in clear
+
+    listed = json.loads(billbridge(worker, "connections", "list").stdout)
+    assert listed[0]["credentials"] == "sealed in the store"
+    assert listed[0]["health"] == "credentials accepted"
+    assert "ProviderAuthFailed" in (listed[0]["last_error"] or "")
+
+    exported = await export_invoice(
+        client, store, build_invoice("inv_conn_2", "cust_1", "USD", LINES), worker.task_queue
+    )
+    assert exported.status == ExportStatus.EXPORTED, exported.reason
+    used = {r.params.get("customer") for r in emulator.requests() if r.path == "/v1/invoices"}
+    assert stripe_account.customer_id in used
+
+
+async def test_connection_settings_cutover_minimum_draft_and_disable(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOOD_KEY", CONNECTION_KEY)
+    billbridge(worker, "connections", "add", "stripe_invoice", "--api-key-env", "GOOD_KEY")
+    bad = billbridge(worker, "connections", "set", "stripe_invoice", "minimum_amount=cheap")
+    assert bad.returncode == 2 and "minimum_amount" in bad.stderr
+    done = billbridge(
+        worker,
+        "connections",
+        "set",
+        "stripe_invoice",
+        "cutover_date=2025-01-01",
+        "minimum_amount=5.00",
+        "leave_as_draft=true",
+    )
+    assert done.returncode == 0, done.stderr
+
+    def invoice(invoice_id: str, issued: str, seats: int) -> dict[str, object]:
+        from datetime import datetime
+
+        lines = [SampleLine("item_seats", "Seats", Decimal(seats), Decimal("1.00"))]
+        return build_invoice(
+            invoice_id, "cust_1", "USD", lines, issued_at=datetime.fromisoformat(issued)
+        )
+
+    old = await export_invoice(
+        client, store, invoice("inv_old", "2024-12-01T00:00:00+00:00", 9), worker.task_queue
+    )
+    assert old.status == ExportStatus.NOT_EXPORTED and "cutover" in old.reason
+    small = await export_invoice(
+        client, store, invoice("inv_small", "2025-02-01T00:00:00+00:00", 2), worker.task_queue
+    )
+    assert small.status == ExportStatus.NOT_EXPORTED and "minimum amount" in small.reason
+    draft = await export_invoice(
+        client, store, invoice("inv_draft", "2025-02-01T00:00:00+00:00", 9), worker.task_queue
+    )
+    assert draft.status == ExportStatus.EXPORTED and "draft" in draft.reason
+    (stripe_invoice,) = finalized_invoices(emulator, "inv_draft")
+    assert stripe_invoice["status"] == "draft" and stripe_invoice["total"] == 900
+
+    assert billbridge(worker, "connections", "disable", "stripe_invoice").returncode == 0
+    off = await export_invoice(
+        client, store, invoice("inv_off", "2025-02-01T00:00:00+00:00", 9), worker.task_queue
+    )
+    assert off.status == ExportStatus.NOT_EXPORTED and "disabled" in off.reason
