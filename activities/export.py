@@ -283,10 +283,16 @@ class ExportActivities:
             return decision.model_copy(
                 update={"status": ExportStatus.NOT_EXPORTED, "provider": provider, "reason": skip}
             )
-        if not customer.payment_provider_id:
+        can_link = (
+            customer.payment_provider_id
+            or self.store.get_customer_link(provider, customer.id)
+            or config.settings.create_missing_customers
+        )
+        if not can_link:
             raise ProviderCustomerMissing(
                 f"customer {customer.id} has payment_provider {provider!r} but no "
-                "payment_provider_id; set it with `billbridge customers upsert`"
+                "payment_provider_id; set it with `billbridge customers upsert`, or let the "
+                "connection find or create it (connections set ... create_missing_customers=true)"
             )
         return decision.model_copy(update={"provider": provider, "connection_id": provider})
 
@@ -305,12 +311,25 @@ class ExportActivities:
         invoice = self.store.get_invoice_header(request.invoice_id)
         assert invoice is not None  # decide_export checked it
         customer = self.store.get_customer(invoice.customer.id)
-        if customer is None or not customer.payment_provider_id:
-            raise ProviderCustomerMissing(
-                f"customer {invoice.customer.id} has no payment_provider_id"
-            )
-        provider_customer_id = customer.payment_provider_id
-        self.provider(request.provider, request.connection_id).check_customer(provider_customer_id)
+        if customer is None:
+            raise UnknownCustomer(f"customer {invoice.customer.id} is unknown to billbridge")
+        provider = self.provider(request.provider, request.connection_id)
+        config, _ = self.connection_config(request.connection_id)
+        # The billing customer's own payment_provider_id wins; else the link stored earlier.
+        known = customer.payment_provider_id or self.store.get_customer_link(
+            request.connection_id, customer.id
+        )
+        provider_customer_id = None
+        if known:
+            try:
+                provider.check_customer(known)
+                provider_customer_id = known
+            except ProviderCustomerMissing:
+                if not config.settings.create_missing_customers:
+                    raise
+        if provider_customer_id is None:
+            # Looked up by e-mail, else created (idempotently, keyed by the billing id).
+            provider_customer_id = provider.find_or_create_customer(customer)
         self.store.link_customer(request.connection_id, customer.id, provider_customer_id)
         return CustomerLinkResult(provider_customer_id=provider_customer_id)
 

@@ -14,8 +14,8 @@ from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.messages import ExportStatus
 from billbridge.emulators.stripe import StripeEmulator
-from billbridge.starter.door import export_invoice
-from billbridge.starter.samples import SampleLine, build_invoice
+from billbridge.starter.door import export_invoice, upsert_customers
+from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from conftest import CODEC_TEST_KEY, STRIPE_TEST_KEY, StripeAccount, billbridge, finalized_invoices
 
 CONNECTION_KEY = "sk_test_connection_only_key"
@@ -124,3 +124,55 @@ async def test_connection_settings_cutover_minimum_draft_and_disable(
         client, store, invoice("inv_off", "2025-02-01T00:00:00+00:00", 9), worker.task_queue
     )
     assert off.status == ExportStatus.NOT_EXPORTED and "disabled" in off.reason
+
+
+async def test_missing_provider_customers_are_found_by_email_or_created_once(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GOOD_KEY", CONNECTION_KEY)
+    billbridge(worker, "connections", "add", "stripe_invoice", "--api-key-env", "GOOD_KEY")
+    # Without the setting, a customer with no payment_provider_id cannot be exported.
+    upsert_customers(store, [build_customer("cust_new", email="new@example.test")])
+    no_id = await export_invoice(
+        client, store, build_invoice("inv_new_0", "cust_new", "USD", LINES), worker.task_queue
+    )
+    assert no_id.status == ExportStatus.FAILED and "create_missing_customers" in no_id.reason
+
+    done = billbridge(
+        worker, "connections", "set", "stripe_invoice", "create_missing_customers=true"
+    )
+    assert done.returncode == 0, done.stderr
+    # One whose e-mail Stripe already knows (the seeded cust_1's), one that is new.
+    upsert_customers(store, [build_customer("cust_known", email="billing@acme.test")])
+    known = await export_invoice(
+        client, store, build_invoice("inv_known", "cust_known", "USD", LINES), worker.task_queue
+    )
+    assert known.status == ExportStatus.EXPORTED, known.reason
+    assert finalized_invoices(emulator, "inv_known")[0]["customer"] == stripe_account.customer_id
+
+    for n in (1, 2):
+        result = await export_invoice(
+            client,
+            store,
+            build_invoice(f"inv_new_{n}", "cust_new", "USD", LINES),
+            worker.task_queue,
+        )
+        assert result.status == ExportStatus.EXPORTED, result.reason
+    created = [
+        r
+        for r in emulator.requests()
+        if r.method == "POST"
+        and r.path == "/v1/customers"
+        and r.status == 200
+        and not r.replayed
+        and r.params.get("email") == "new@example.test"
+    ]
+    assert len(created) == 1
+    link = store.get_customer_link("stripe_invoice", "cust_new")
+    assert link is not None
+    assert {finalized_invoices(emulator, f"inv_new_{n}")[0]["customer"] for n in (1, 2)} == {link}

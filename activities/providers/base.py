@@ -16,7 +16,7 @@ from billbridge.activities.errors import TotalMismatch
 from billbridge.activities.providers.lines import InvoiceBreakdown
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.messages import PushResult
-from billbridge.core.models import Invoice
+from billbridge.core.models import Customer, Invoice
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class InvoiceProvider(Protocol):
 
     def check_customer(self, provider_customer_id: str) -> None:
         """Raise ProviderCustomerMissing unless the customer exists (and is not deleted)."""
+
+    def find_or_create_customer(self, customer: Customer) -> str:
+        """The provider customer for a billing customer: found by e-mail, else created."""
 
     def resolve_items(self, provider_item_ids: Collection[str]) -> dict[str, str]:
         """Mapped item id -> the id a line carries; ProviderItemMissing lists unknown ones."""

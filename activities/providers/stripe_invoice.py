@@ -38,7 +38,7 @@ from billbridge.activities.providers.lines import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.messages import PushResult
-from billbridge.core.models import Invoice
+from billbridge.core.models import Customer, Invoice
 from billbridge.core.money import from_minor
 
 # Stripe refuses more than 250 invoice items on one invoice (API changelog 2016-02-22). Larger
@@ -314,6 +314,35 @@ class StripeInvoiceProvider:
                 f"Stripe customer {provider_customer_id!r} (the customer's payment_provider_id) "
                 "was deleted"
             )
+
+    def find_or_create_customer(self, customer: Customer) -> str:
+        customers = self.client.v1.customers
+        if customer.email:
+            page = self._call(
+                "looking up the customer by e-mail",
+                customers.list,
+                params={"email": customer.email, "limit": 100},
+            )
+            live = [c for c in page.data if not getattr(c, "deleted", False)]
+            ours = [c for c in live if _metadata(c, "billbridge_customer_id") == customer.id]
+            if ours or len(live) == 1:
+                return str((ours or live)[0].id)
+            if len(live) > 1:
+                raise ProviderCustomerMissing(
+                    f"{len(live)} Stripe customers share the e-mail of customer {customer.id}; "
+                    "set its payment_provider_id to the right one"
+                )
+        created = self._call(
+            "creating the customer",
+            customers.create,
+            params={
+                "name": customer.name or customer.id,
+                "email": customer.email or "",
+                "metadata": {"billbridge_customer_id": customer.id},
+            },
+            options={"idempotency_key": idempotency_key(customer.id, "customer")},
+        )
+        return str(created.id)
 
     def resolve_items(self, provider_item_ids: Collection[str]) -> dict[str, str]:
         """Mappings name a Stripe product (prod_...) or price (price_...): the product of each."""
