@@ -55,6 +55,10 @@ class ProviderCustomerMissing(ExportError):
     """The customer's payment_provider_id does not exist (or was deleted) at the provider."""
 
 
+class ConnectionDisabled(ExportError):
+    """The customer's connection is disabled; enabling it lets waiting exports go on."""
+
+
 class TotalMismatch(ExportError):
     """What the provider would hold differs from the billing totals: a bug, nothing is written."""
 
@@ -69,6 +73,20 @@ class ProviderAuthFailed(ExportError):
 
 class ProviderLimitExceeded(ExportError):
     """The invoice exceeds a hard limit of the provider that consolidation cannot meet."""
+
+
+# What a person can fix: the export waits (needs attention) instead of failing.
+NEEDS_ATTENTION = frozenset(
+    cls.__name__
+    for cls in (
+        UnmappedItems,
+        ProviderItemMissing,
+        ProviderCustomerMissing,
+        ProviderAuthFailed,
+        ConnectionDisabled,
+        UnknownCustomer,
+    )
+)
 
 
 # --- retried: passing conditions ----------------------------------------------------------------
@@ -88,3 +106,7 @@ class ProviderUnavailable(ExportError):
     """5xx, timeouts, dropped connections, lock conflicts. Retried with back-off."""
 
     retryable = True
+
+
+# The workflow's retry policies list these as non-retryable.
+NON_RETRYABLE = sorted(cls.__name__ for cls in ExportError.__subclasses__() if not cls.retryable)

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from temporalio import activity
 
 from billbridge.activities.errors import (
+    ConnectionDisabled,
     ExportError,
     InvalidInvoice,
     ProviderCustomerMissing,
@@ -278,6 +279,11 @@ class ExportActivities:
                 }
             )
         config, _ = self.connection_config(provider)
+        if not config.enabled:
+            raise ConnectionDisabled(
+                f"connection {provider} is disabled; `billbridge connections enable {provider}` "
+                "lets this export go on"
+            )
         skip = _skipped_by_connection(invoice, config)
         if skip:
             return decision.model_copy(
@@ -388,8 +394,6 @@ class ExportActivities:
 def _skipped_by_connection(invoice: Invoice, config: ConnectionConfig) -> str:
     """Why the connection's settings keep this invoice from being exported ("" if they do not)."""
     settings = config.settings
-    if not config.enabled:
-        return f"connection {config.connection_id} is disabled (billbridge connections enable)"
     issued = invoice.invoice_date.date()
     if settings.cutover_date is not None and issued < settings.cutover_date:
         return (

@@ -23,6 +23,9 @@ class ExportStatus(StrEnum):
     SKIPPED_ZERO_TOTAL = "skipped_zero_total"
     NOT_EXPORTED = "not_exported"
     FAILED = "failed"
+    # Waiting for a person to fix something (a mapping, a customer link, credentials, a
+    # disabled connection); the fix signals the workflow, which then goes on by itself.
+    NEEDS_ATTENTION = "needs_attention"
 
 
 FINAL_STATUSES = frozenset(
@@ -35,8 +38,13 @@ FINAL_STATUSES = frozenset(
 )
 
 
+DEFAULT_ATTENTION_DEADLINE_SECONDS = 30 * 86400
+
+
 class ExportInvoiceInput(BaseModel):
     invoice_id: str
+    # How long an export may wait for a fix before it fails with the reason.
+    attention_deadline_seconds: int = DEFAULT_ATTENTION_DEADLINE_SECONDS
 
 
 class Decision(BaseModel):

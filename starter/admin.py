@@ -11,6 +11,7 @@ billbridge exports show INVOICE_ID                               (record + every
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import dataclasses
 import io
@@ -31,7 +32,9 @@ from billbridge.activities.store import ConnectionRow, Store
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.models import EXPORTABLE_PROVIDERS, format_validation_error
-from billbridge.workers.codec import CodecKeyError
+from billbridge.starter.door import retry_waiting_exports
+from billbridge.workers.client import connect
+from billbridge.workers.codec import CodecKeyError, load_codec
 
 CSV_COLUMNS = ("billing_item_id", "provider_item_id")
 
@@ -65,6 +68,51 @@ def parse_mappings_csv(text: str) -> dict[str, str]:
     return mappings
 
 
+def signal_waiting_exports(settings: Settings | None = None) -> None:
+    """After a fix, let every export that needs attention try again (prints what it did)."""
+    settings = settings or Settings.from_env()
+
+    async def signal() -> int:
+        address = settings.temporal_address or "127.0.0.1:7233"
+        client = await connect(address, settings.temporal_namespace, codec=load_codec(settings))
+        return await retry_waiting_exports(client)
+
+    try:
+        count = asyncio.run(signal())
+    except Exception as err:  # the fix is stored either way; say how to apply it later
+        print(
+            f"note: could not signal waiting exports ({err}); run `billbridge attention retry` "
+            "once Temporal is reachable",
+            file=sys.stderr,
+        )
+        return
+    if count:
+        print(f"signalled {count} export(s) waiting for attention")
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    if args.action == "retry":
+        signal_waiting_exports()
+        return 0
+    with _store() as store:
+        rows = store.list_exports("needs_attention")
+    print(
+        json.dumps(
+            [
+                {
+                    "invoice_id": r.invoice_id,
+                    "provider": r.provider,
+                    "what_to_fix": r.error,
+                    "since": r.updated_at.isoformat(timespec="seconds"),
+                }
+                for r in rows
+            ],
+            indent=2,
+        )
+    )
+    return 0
+
+
 def _store() -> Store:
     return Store(Settings.from_env().database_url)
 
@@ -80,6 +128,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 return 2
             store.set_mapping(args.connection, args.billing_item, args.provider_item)
             print(f"{args.connection}: {args.billing_item} -> {args.provider_item}")
+            signal_waiting_exports()
         elif args.action == "delete":
             if not args.billing_item:
                 print("billbridge: mappings delete CONNECTION BILLING_ITEM", file=sys.stderr)
@@ -104,6 +153,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 return 2
             store.set_mappings(args.connection, mappings)
             print(f"{args.connection}: imported {len(mappings)} mapping(s)")
+            signal_waiting_exports()
         elif args.action == "export":
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)
@@ -225,7 +275,10 @@ def cmd_connections(args: argparse.Namespace) -> int:
             credentials_ref=sealed,
             settings=new_settings.model_dump(mode="json"),
         )
-        return _list_connections(store, settings, only=args.connection, check=False)
+        code = _list_connections(store, settings, only=args.connection, check=False)
+    if args.action != "disable":
+        signal_waiting_exports(settings)
+    return code
 
 
 def _list_connections(
@@ -351,6 +404,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     settings = command("settings", "account-wide export settings", cmd_settings, ["show", "set"])
     settings.add_argument("key", nargs="?", choices=SETTINGS)
     settings.add_argument("value", nargs="?")
+
+    attention = command("attention", "exports waiting for a fix", cmd_attention, ["list", "retry"])
+    del attention
 
     exports = command("exports", "the export audit trail", cmd_exports, ["list", "show"])
     exports.add_argument("invoice_id", nargs="?", help="with show: the billing invoice id")

@@ -60,6 +60,7 @@ def cmd_customers(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"upserted {len(customers)} customer(s)")
+    admin.signal_waiting_exports()
     return 0
 
 
@@ -105,7 +106,7 @@ async def _export(args: argparse.Namespace) -> int:
             return 0
         result = await export_result(handle, invoice.id)
         _print_json(result.model_dump(mode="json"))
-        return 0 if result.status != "failed" else 1
+        return {"failed": 1, "needs_attention": 4}.get(result.status.value, 0)
     finally:
         store.close()
 

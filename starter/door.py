@@ -7,8 +7,10 @@ invoice id, so a repeated call never starts a second export.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import pydantic
@@ -30,7 +32,7 @@ from billbridge.core.models import (
     parse_invoice_payload,
 )
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow, workflow_id
-from billbridge.workflows.search_attributes import INVOICE_ID
+from billbridge.workflows.search_attributes import EXPORT_STATUS, INVOICE_ID
 
 
 class InvalidPayload(ValueError):
@@ -92,18 +94,26 @@ def submit_invoice(store: Store, payload: Any) -> Invoice:
 
 
 async def start_export(
-    client: Client, invoice_id: str, task_queue: str
+    client: Client,
+    invoice_id: str,
+    task_queue: str,
+    *,
+    attention_deadline: timedelta | None = None,
 ) -> WorkflowHandle[Any, ExportResult]:
     """Start (or find) the export of a stored invoice.
 
     A running export is reused; a finished one is never run again; a failed one may be started
     afresh (after its cause was fixed), which is safe because every provider write is idempotent.
+    `attention_deadline`: how long it may wait for a fix (default 30 days) before failing.
     """
     wf_id = workflow_id(invoice_id)
+    request = ExportInvoiceInput(invoice_id=invoice_id)
+    if attention_deadline is not None:
+        request.attention_deadline_seconds = int(attention_deadline.total_seconds())
     try:
         return await client.start_workflow(
             ExportInvoiceWorkflow.run,
-            ExportInvoiceInput(invoice_id=invoice_id),
+            request,
             id=wf_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
@@ -114,14 +124,72 @@ async def start_export(
         return client.get_workflow_handle(wf_id, result_type=ExportResult)
 
 
-async def export_result(handle: WorkflowHandle[Any, ExportResult], invoice_id: str) -> ExportResult:
-    """The export's outcome; a failed export comes back as status `failed` with its reason."""
+async def export_result(
+    handle: WorkflowHandle[Any, ExportResult], invoice_id: str, *, through_attention: bool = False
+) -> ExportResult:
+    """The export's outcome; a failed export comes back as status `failed` with its reason.
+
+    An export that waits for a fix comes back as `needs_attention` with what to fix, unless
+    `through_attention`: then this waits on until the export ends.
+    """
+    finished = asyncio.ensure_future(handle.result())
+    delay = 0.1
     try:
-        return await handle.result()
+        while True:
+            done, _ = await asyncio.wait({finished}, timeout=delay)
+            if done:
+                return finished.result()
+            delay = min(delay * 2, 2.0)
+            if not through_attention and await _export_status(handle) == "needs_attention":
+                return await _attention_result(handle, invoice_id)
     except WorkflowFailureError as err:
         cause = err.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         return ExportResult(invoice_id=invoice_id, status=ExportStatus.FAILED, reason=reason)
+    finally:
+        finished.cancel()
+
+
+async def _export_status(handle: WorkflowHandle[Any, ExportResult]) -> str | None:
+    """The ExportStatus search attribute: read from the server, no worker needed."""
+    description = await handle.describe()
+    return description.typed_search_attributes.get(EXPORT_STATUS)
+
+
+async def _attention_result(
+    handle: WorkflowHandle[Any, ExportResult], invoice_id: str
+) -> ExportResult:
+    try:
+        progress = await asyncio.wait_for(handle.query(ExportInvoiceWorkflow.progress), 10)
+        provider, reason = progress.provider, progress.detail
+    except Exception:  # no worker to answer: the status alone still says it waits
+        provider, reason = "", "waiting for a fix; see `billbridge attention list`"
+    return ExportResult(
+        invoice_id=invoice_id,
+        status=ExportStatus.NEEDS_ATTENTION,
+        provider=provider,
+        reason=reason,
+    )
+
+
+async def retry_export(client: Client, invoice_id: str) -> None:
+    """Tell a waiting export that its problem was fixed; it runs its steps again."""
+    await client.get_workflow_handle(workflow_id(invoice_id)).signal(ExportInvoiceWorkflow.retry)
+
+
+async def retry_waiting_exports(client: Client) -> int:
+    """Signal every export that needs attention (after a mapping, customer or connection fix).
+
+    Each one re-checks from the start; those whose problem remains wait again. Returns how many
+    were signalled.
+    """
+    query = f'{EXPORT_STATUS.name} = "needs_attention" AND ExecutionStatus = "Running"'
+    count = 0
+    async for execution in client.list_workflows(query):
+        if execution.workflow_type == "ExportInvoiceWorkflow":
+            await client.get_workflow_handle(execution.id).signal(ExportInvoiceWorkflow.retry)
+            count += 1
+    return count
 
 
 async def export_invoice(

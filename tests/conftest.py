@@ -169,3 +169,16 @@ async def wait_for(predicate: Any, within: float = 30.0, interval: float = 0.1) 
 
 def require_postgres() -> bool:
     return os.environ.get("BILLBRIDGE_REQUIRE_POSTGRES") == "1"
+
+
+async def wait_until_listed_as_waiting(client: Client, invoice_id: str) -> None:
+    """Visibility (what `attention retry` lists) catches up with the workflow a moment later."""
+    query = (
+        f'WorkflowId = "export-invoice/{invoice_id}" AND ExportStatus = "needs_attention" '
+        'AND ExecutionStatus = "Running"'
+    )
+    for _ in range(100):
+        if [wf async for wf in client.list_workflows(query)]:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{invoice_id} never listed as needing attention")

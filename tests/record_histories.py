@@ -3,10 +3,13 @@
 Run after a deliberate, compatible workflow change (or to add a scenario):
     .venv/bin/python tests/record_histories.py
 Each scenario runs on a fresh dev server against the Stripe emulator, and its history is saved
-as tests/histories/<scenario>.json. The worker runs with payload encryption, as in production
-(a key generated for the run); the saved histories are decoded first, so they hold clear JSON
-payloads that test_replay.py replays without any key. Never re-record to make a failing replay
-pass: a failing replay means running workflows would break (use workflow.patched instead).
+as tests/histories/<scenario>.json. Histories of scenarios that no longer exist stay: they are
+what workflows started by older code look like (failed_unmapped.json predates needs-attention
+and replays through the `needs-attention` patch). The worker runs with payload encryption, as
+in production (a key generated for the run); the saved histories are decoded first, so they
+hold clear JSON payloads that test_replay.py replays without any key. Never re-record to make a
+failing replay pass: a failing replay means running workflows would break (use workflow.patched
+instead).
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ from pathlib import Path
 
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
+from billbridge.core.messages import ExportResult, ExportStatus
 from billbridge.emulators.stripe import Fault, StripeEmulator
-from billbridge.starter.door import export_invoice, upsert_customers
+from billbridge.starter.door import (
+    export_invoice,
+    export_result,
+    retry_export,
+    upsert_customers,
+)
 from billbridge.starter.samples import LineDiscount, SampleLine, build_customer, build_invoice
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
@@ -70,7 +79,7 @@ async def record() -> None:
                     [SampleLine("item_seats", "Seats", Decimal(0), Decimal(1))],
                 ),
                 "not_exported": build_invoice("inv_card", "cust_card", "USD", LINES),
-                "failed_unmapped": build_invoice(
+                "needs_attention_then_exported": build_invoice(
                     "inv_unmapped",
                     "cust_1",
                     "USD",
@@ -85,7 +94,19 @@ async def record() -> None:
                         if name == "exported_after_retries":
                             emulator.add_fault(Fault(kind="status", status=503, count=2))
                             emulator.add_fault(Fault(kind="status", status=429, retry_after=0.1))
-                        await export_invoice(client, store, invoice, settings.task_queue)
+                        result = await export_invoice(client, store, invoice, settings.task_queue)
+                        if result.status == ExportStatus.NEEDS_ATTENTION:
+                            # The fix a person makes, then the signal `mappings set` sends.
+                            product = store.list_mappings("stripe_invoice")["item_seats"]
+                            store.set_mapping("stripe_invoice", "item_x", product)
+                            await retry_export(client, invoice["id"])
+                            await export_result(
+                                client.get_workflow_handle(
+                                    workflow_id(invoice["id"]), result_type=ExportResult
+                                ),
+                                invoice["id"],
+                                through_attention=True,
+                            )
                         handle = client.get_workflow_handle(workflow_id(invoice["id"]))
                         history = await handle.fetch_history()
                         for event in history.events:

@@ -12,11 +12,18 @@ from temporalio.client import Client
 
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
-from billbridge.core.messages import ExportStatus
+from billbridge.core.messages import ExportResult, ExportStatus
 from billbridge.emulators.stripe import StripeEmulator
-from billbridge.starter.door import export_invoice, upsert_customers
+from billbridge.starter.door import export_invoice, export_result, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
-from conftest import CODEC_TEST_KEY, STRIPE_TEST_KEY, StripeAccount, billbridge, finalized_invoices
+from conftest import (
+    CODEC_TEST_KEY,
+    STRIPE_TEST_KEY,
+    StripeAccount,
+    billbridge,
+    finalized_invoices,
+    wait_until_listed_as_waiting,
+)
 
 CONNECTION_KEY = "sk_test_connection_only_key"
 LINES = [SampleLine("item_seats", "Seats", Decimal(3), Decimal("12.50"))]
@@ -47,7 +54,11 @@ async def test_sealed_api_key_is_verified_stored_and_used(
 ) -> None:
     invoice = build_invoice("inv_conn_1", "cust_1", "USD", LINES)
     refused = await export_invoice(client, store, invoice, worker.task_queue)
-    assert refused.status == ExportStatus.FAILED and "ProviderAuthFailed" in refused.reason
+    assert refused.status == ExportStatus.NEEDS_ATTENTION
+    assert "ProviderAuthFailed" in refused.reason
+    await wait_until_listed_as_waiting(client, "inv_conn_1")
+    waiting = json.loads(billbridge(worker, "attention", "list").stdout)
+    assert [w["invoice_id"] for w in waiting] == ["inv_conn_1"]
 
     monkeypatch.setenv("BAD_KEY", "sk_test_wrong")
     bad = billbridge(worker, "connections", "add", "stripe_invoice", "--api-key-env", "BAD_KEY")
@@ -60,10 +71,14 @@ async def test_sealed_api_key_is_verified_stored_and_used(
     assert row is not None and row.credentials_ref is not None
     assert CONNECTION_KEY not in row.credentials_ref  # sealed, not stored in clear
 
+    assert "signalled 1 export(s)" in added.stdout
     listed = json.loads(billbridge(worker, "connections", "list").stdout)
     assert listed[0]["credentials"] == "sealed in the store"
     assert listed[0]["health"] == "credentials accepted"
-    assert "ProviderAuthFailed" in (listed[0]["last_error"] or "")
+    # The export that waited for credentials went on by itself once they were added.
+    handle = client.get_workflow_handle("export-invoice/inv_conn_1", result_type=ExportResult)
+    resumed = await export_result(handle, "inv_conn_1", through_attention=True)
+    assert resumed.status == ExportStatus.EXPORTED, resumed.reason
 
     exported = await export_invoice(
         client, store, build_invoice("inv_conn_2", "cust_1", "USD", LINES), worker.task_queue
@@ -123,7 +138,12 @@ async def test_connection_settings_cutover_minimum_draft_and_disable(
     off = await export_invoice(
         client, store, invoice("inv_off", "2025-02-01T00:00:00+00:00", 9), worker.task_queue
     )
-    assert off.status == ExportStatus.NOT_EXPORTED and "disabled" in off.reason
+    assert off.status == ExportStatus.NEEDS_ATTENTION and "disabled" in off.reason
+    await wait_until_listed_as_waiting(client, "inv_off")
+    assert billbridge(worker, "connections", "enable", "stripe_invoice").returncode == 0
+    handle = client.get_workflow_handle("export-invoice/inv_off", result_type=ExportResult)
+    resumed = await export_result(handle, "inv_off", through_attention=True)
+    assert resumed.status == ExportStatus.EXPORTED, resumed.reason
 
 
 async def test_missing_provider_customers_are_found_by_email_or_created_once(
@@ -141,7 +161,9 @@ async def test_missing_provider_customers_are_found_by_email_or_created_once(
     no_id = await export_invoice(
         client, store, build_invoice("inv_new_0", "cust_new", "USD", LINES), worker.task_queue
     )
-    assert no_id.status == ExportStatus.FAILED and "create_missing_customers" in no_id.reason
+    assert no_id.status == ExportStatus.NEEDS_ATTENTION
+    assert "create_missing_customers" in no_id.reason
+    await wait_until_listed_as_waiting(client, "inv_new_0")
 
     done = billbridge(
         worker, "connections", "set", "stripe_invoice", "create_missing_customers=true"
@@ -175,4 +197,6 @@ async def test_missing_provider_customers_are_found_by_email_or_created_once(
     assert len(created) == 1
     link = store.get_customer_link("stripe_invoice", "cust_new")
     assert link is not None
-    assert {finalized_invoices(emulator, f"inv_new_{n}")[0]["customer"] for n in (1, 2)} == {link}
+    assert {finalized_invoices(emulator, f"inv_new_{n}")[0]["customer"] for n in (0, 1, 2)} == {
+        link
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from billbridge.starter.door import (
     InvalidPayload,
     export_invoice,
     export_result,
+    retry_export,
     start_export,
     submit_invoice,
     upsert_customers,
@@ -31,7 +33,7 @@ from billbridge.starter.samples import (
 )
 from billbridge.starter.seed import seed_customer
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
-from conftest import StripeAccount, finalized_invoices, map_invoice_items
+from conftest import StripeAccount, finalized_invoices, map_invoice_items, wait_for
 
 USAGE = [
     SampleLine("item_api_calls", "API calls", Decimal("1234567.891"), Decimal("0.00012")),
@@ -195,7 +197,7 @@ def _creates(emulator: StripeEmulator) -> int:
     )
 
 
-async def test_unmapped_items_fail_listing_every_item_and_write_nothing(
+async def test_unmapped_items_wait_for_a_mapping_listing_every_item_and_write_nothing(
     client: Client,
     store: Store,
     worker: Settings,
@@ -214,21 +216,30 @@ async def test_unmapped_items_fail_listing_every_item_and_write_nothing(
     )
     before = len(emulator.requests())
     result = await export_invoice(client, store, invoice, worker.task_queue)
-    assert result.status == ExportStatus.FAILED
+    assert result.status == ExportStatus.NEEDS_ATTENTION
     assert "item_gpu (GPU hours)" in result.reason and "item_egress (Egress GB)" in result.reason
     writes = [r for r in emulator.requests()[before:] if r.method != "GET"]
     assert writes == []
     record = store.get_export("inv_unmapped", "stripe_invoice")
-    assert record is not None and record.status == "failed" and "item_gpu" in (record.error or "")
-    # Fixing the mapping and starting again exports it (a failed export may be re-run).
+    assert record is not None and record.status == "needs_attention"
+    assert "item_gpu" in (record.error or "")
+    handle = client.get_workflow_handle("export-invoice/inv_unmapped", result_type=ExportResult)
+    progress = await handle.query(ExportInvoiceWorkflow.progress)
+    assert progress.step == ExportStatus.NEEDS_ATTENTION and "item_egress" in progress.detail
+    # Half a fix: it checks again and goes back to waiting, still writing nothing.
     store.set_mapping("stripe_invoice", "item_gpu", stripe_account.products["item_seats"])
+    await retry_export(client, "inv_unmapped")
+    await wait_for_record(store, "inv_unmapped", "needs_attention", error_has="item_egress")
+    assert [r for r in emulator.requests()[before:] if r.method != "GET"] == []
+    # The whole fix: the same workflow goes on by itself and exports.
     store.set_mapping("stripe_invoice", "item_egress", stripe_account.products["item_storage"])
-    retried = await export_invoice(client, store, invoice, worker.task_queue)
+    await retry_export(client, "inv_unmapped")
+    retried = await export_result(handle, "inv_unmapped", through_attention=True)
     assert retried.status == ExportStatus.EXPORTED
     assert_totals_match(invoice, stripe_invoice_for(emulator, "inv_unmapped"))
 
 
-async def test_unknown_stripe_customer_fails_without_writes(
+async def test_unknown_stripe_customer_needs_attention_without_writes(
     client: Client,
     store: Store,
     worker: Settings,
@@ -239,7 +250,7 @@ async def test_unknown_stripe_customer_fails_without_writes(
     invoice = build_invoice("inv_ghost", "cust_ghost", "USD", USAGE)
     before = len(emulator.requests())
     result = await export_invoice(client, store, invoice, worker.task_queue)
-    assert result.status == ExportStatus.FAILED
+    assert result.status == ExportStatus.NEEDS_ATTENTION
     assert "ProviderCustomerMissing" in result.reason and "cus_doesnotexist" in result.reason
     assert [r for r in emulator.requests()[before:] if r.method != "GET"] == []
 
@@ -378,13 +389,30 @@ async def test_history_carries_no_customer_data_or_credentials(
         assert secret not in text
 
 
-async def test_unknown_billing_customer_fails_and_is_recorded(
+async def test_unknown_billing_customer_waits_and_fails_at_the_deadline(
     client: Client, store: Store, worker: Settings, emulator: StripeEmulator
 ) -> None:
     invoice = build_invoice("inv_nobody", "cust_never_upserted", "USD", USAGE)
-    result = await export_invoice(client, store, invoice, worker.task_queue)
-    assert result.status == ExportStatus.FAILED
-    assert "UnknownCustomer" in result.reason and "customers upsert" in result.reason
+    submit_invoice(store, invoice)
+    handle = await start_export(
+        client, "inv_nobody", worker.task_queue, attention_deadline=timedelta(seconds=3)
+    )
+    waiting = await export_result(handle, "inv_nobody")
+    assert waiting.status == ExportStatus.NEEDS_ATTENTION
+    assert "UnknownCustomer" in waiting.reason and "customers upsert" in waiting.reason
+    final = await export_result(handle, "inv_nobody", through_attention=True)
+    assert final.status == ExportStatus.FAILED
+    assert "before the deadline" in final.reason and "UnknownCustomer" in final.reason
     record = store.get_export("inv_nobody")
     assert record is not None and record.status == "failed"
     assert emulator.requests() == []
+
+
+async def wait_for_record(
+    store: Store, invoice_id: str, status: str, *, error_has: str = "", within: float = 30
+) -> None:
+    def recorded() -> bool:
+        record = store.get_export(invoice_id)
+        return record is not None and record.status == status and error_has in (record.error or "")
+
+    await wait_for(recorded, within=within)

@@ -8,7 +8,7 @@ The workflow never names a provider: the activities route by the customer's paym
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from billbridge.activities.errors import NEEDS_ATTENTION, NON_RETRYABLE
     from billbridge.core.messages import (
         CustomerLinkResult,
         Decision,
@@ -37,19 +38,11 @@ with workflow.unsafe.imports_passed_through():
         PROVIDER,
     )
 
-# Error types the activities raise for problems a retry cannot fix (see activities/errors.py,
-# where each is decided). Anything else -- rate limits, 5xx, timeouts, a dead worker -- is retried.
-NON_RETRYABLE = [
-    "InvalidInvoice",
-    "UnknownCustomer",
-    "UnmappedItems",
-    "ProviderItemMissing",
-    "ProviderCustomerMissing",
-    "TotalMismatch",
-    "ProviderRejected",
-    "ProviderAuthFailed",
-    "ProviderLimitExceeded",
-]
+# NON_RETRYABLE: the error types activities raise for problems a retry cannot fix; NEEDS_ATTENTION:
+# those a person can fix, which wait instead of failing. Both are decided in activities/errors.py
+# (a pure module); anything else -- rate limits, 5xx, timeouts, a dead worker -- is retried.
+# Marks histories written since exports wait for fixes (see _fail_or_wait).
+NEEDS_ATTENTION_PATCH = "needs-attention"
 
 
 T = TypeVar("T")
@@ -98,6 +91,7 @@ def workflow_id(invoice_id: str) -> str:
 class ExportInvoiceWorkflow:
     def __init__(self) -> None:
         self._progress = Progress(invoice_id="", step=ExportStatus.RECEIVED)
+        self._retry_requested = False
 
     @workflow.query
     def progress(self) -> Progress:
@@ -107,20 +101,37 @@ class ExportInvoiceWorkflow:
         self._progress = self._progress.model_copy(update={"step": step, "detail": detail})
         workflow.upsert_search_attributes([EXPORT_STATUS.value_set(step.value)])
 
+    @workflow.signal
+    def retry(self) -> None:
+        """Sent when something an export waits for was fixed; it tries again from the start."""
+        self._retry_requested = True
+
     @workflow.run
     async def run(self, request: ExportInvoiceInput) -> ExportResult:
-        invoice_id = request.invoice_id
-        self._progress = Progress(invoice_id=invoice_id, step=ExportStatus.RECEIVED)
+        self._progress = Progress(invoice_id=request.invoice_id, step=ExportStatus.RECEIVED)
         workflow.upsert_search_attributes(
-            [INVOICE_ID.value_set(invoice_id), EXPORT_STATUS.value_set(ExportStatus.RECEIVED)]
+            [
+                INVOICE_ID.value_set(request.invoice_id),
+                EXPORT_STATUS.value_set(ExportStatus.RECEIVED),
+            ]
         )
+        deadline = workflow.now() + timedelta(seconds=request.attention_deadline_seconds)
+        while True:
+            result = await self._export_once(request, deadline)
+            if result is not None:
+                return result
 
+    async def _export_once(
+        self, request: ExportInvoiceInput, deadline: datetime
+    ) -> ExportResult | None:
+        """One pass through the steps; None when it waited for a fix and should run again."""
+        invoice_id = request.invoice_id
         try:
             decision = await _quick_step(names.DECIDE, request, Decision)
         except ActivityError as err:  # not in the store, unknown customer, ...
-            await self._fail(
-                Decision(invoice_id=invoice_id, customer_id="", status=ExportStatus.FAILED), err
-            )
+            unknown = Decision(invoice_id=invoice_id, customer_id="", status=ExportStatus.FAILED)
+            await self._fail_or_wait(unknown, err, deadline)
+            return None
         workflow.upsert_search_attributes([CUSTOMER_ID.value_set(decision.customer_id)])
         if decision.provider:
             workflow.upsert_search_attributes([PROVIDER.value_set(decision.provider)])
@@ -159,7 +170,8 @@ class ExportInvoiceWorkflow:
                 )
             )
         except ActivityError as err:
-            await self._fail(decision, err)
+            await self._fail_or_wait(decision, err, deadline)
+            return None
 
         await self._record(decision, ExportStatus.EXPORTED, push=push)
         self._step(ExportStatus.EXPORTED, push.external_id)
@@ -177,9 +189,36 @@ class ExportInvoiceWorkflow:
             request_count=push.request_count,
         )
 
-    async def _fail(self, decision: Decision, err: ActivityError) -> NoReturn:
+    async def _fail_or_wait(
+        self, decision: Decision, err: ActivityError, deadline: datetime
+    ) -> None:
+        """Wait for a fix when a person can make one (needs attention); otherwise fail.
+
+        Returns when a `retry` signal arrived; fails the workflow when the deadline passes.
+        Histories from before needs-attention existed (no patch marker) keep failing at once.
+        """
+        if not (_needs_attention(err) and workflow.patched(NEEDS_ATTENTION_PATCH)):
+            await self._fail(decision, err)
+        # Reset before anything awaits: a fix signalled while the record is written must count.
+        self._retry_requested = False
+        reason = _failure_message(err)
+        await self._record(decision, ExportStatus.NEEDS_ATTENTION, error=reason)
+        self._step(ExportStatus.NEEDS_ATTENTION, reason)
+        remaining = deadline - workflow.now()
+        try:
+            if remaining <= timedelta(0):
+                raise TimeoutError
+            await workflow.wait_condition(lambda: self._retry_requested, timeout=remaining)
+        except TimeoutError:
+            await self._fail(decision, err, waited=True)
+
+    async def _fail(
+        self, decision: Decision, err: ActivityError, *, waited: bool = False
+    ) -> NoReturn:
         """Record why the export failed, show it in the UI, and fail the workflow with it."""
         reason = _failure_message(err)
+        if waited:
+            reason = f"nobody fixed it before the deadline: {reason}"
         await self._record(decision, ExportStatus.FAILED, error=reason)
         self._step(ExportStatus.FAILED, reason)
         raise ApplicationError(
@@ -208,6 +247,11 @@ class ExportInvoiceWorkflow:
             ),
             type(None),
         )
+
+
+def _needs_attention(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type in NEEDS_ATTENTION
 
 
 def _failure_message(err: ActivityError) -> str:
