@@ -416,3 +416,21 @@ async def wait_for_record(
         return record is not None and record.status == status and error_has in (record.error or "")
 
     await wait_for(recorded, within=within)
+
+
+async def test_failure_messages_in_history_are_encrypted_too(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+) -> None:
+    lines = [SampleLine("item_secret", "Secret project Zephyr", Decimal(1), Decimal(5))]
+    invoice = build_invoice("inv_secret_failure", "cust_1", "USD", lines)
+    result = await export_invoice(client, store, invoice, worker.task_queue)
+    assert result.status == ExportStatus.NEEDS_ATTENTION
+    assert "Secret project Zephyr" in result.reason  # readable through the codec
+    handle = client.get_workflow_handle("export-invoice/inv_secret_failure")
+    text = (await handle.fetch_history()).to_json()
+    assert "ActivityTaskFailed" in text or "activityTaskFailedEventAttributes" in text
+    assert "Zephyr" not in text  # the failure message is sealed in history

@@ -35,7 +35,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from billbridge.core.config import Settings
 
@@ -254,7 +258,13 @@ def data_converter(codec: PayloadCodec | None) -> DataConverter:
     """billbridge's converter (pydantic JSON), encrypted by `codec` when given."""
     if codec is None:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    # Failure messages and stack traces go through the codec too: a provider's error text can
+    # quote what it was sent (a name, an e-mail), and failures are kept in history.
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def decode_message_payloads(message: Message, codec: PayloadCodec) -> None:
