@@ -123,30 +123,40 @@ class ExportActivities:
         self._factories = providers
         # Built once per connection version: a connection changed through the CLI (new API
         # key, other settings) gets a fresh provider on the next step.
-        self._providers: dict[tuple[str, object], InvoiceProvider] = {}
+        self._providers: dict[str, tuple[object, InvoiceProvider, ConnectionConfig]] = {}
         self._lock = threading.Lock()
         self._secrets: SecretBox | None = None
 
-    def connection_config(self, connection_id: str) -> tuple[ConnectionConfig, object]:
-        """The connection's settings and opened credential, and a stamp of its version."""
+    def provider_and_config(
+        self, name: str, connection_id: str
+    ) -> tuple[InvoiceProvider, ConnectionConfig]:
+        """The provider for a connection, and the connection's settings and credential.
+
+        One store read per call; the credential is opened, and the provider built, only when
+        the connection changed since the last call.
+        """
         row = self.store.get_connection(connection_id)
-        if row is None:
-            return ConnectionConfig(connection_id, None, ConnectionSettings()), None
-        api_key = None
-        if row.credentials_ref:
-            if self._secrets is None:
-                self._secrets = SecretBox.from_settings(self.settings)
-            api_key = self._secrets.open(row.credentials_ref, connection_id)
-        settings = ConnectionSettings.model_validate(row.settings)
-        return ConnectionConfig(connection_id, api_key, settings, row.enabled), row.updated_at
+        stamp = row.updated_at if row is not None else None
+        with self._lock:
+            cached = self._providers.get(connection_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        config = ConnectionConfig(connection_id, None, ConnectionSettings())
+        if row is not None:
+            api_key = None
+            if row.credentials_ref:
+                if self._secrets is None:
+                    self._secrets = SecretBox.from_settings(self.settings)
+                api_key = self._secrets.open(row.credentials_ref, connection_id)
+            settings = ConnectionSettings.model_validate(row.settings)
+            config = ConnectionConfig(connection_id, api_key, settings, row.enabled)
+        provider = self._factories[name](self.settings, config)
+        with self._lock:
+            self._providers[connection_id] = (stamp, provider, config)
+        return provider, config
 
     def provider(self, name: str, connection_id: str) -> InvoiceProvider:
-        config, stamp = self.connection_config(connection_id)
-        with self._lock:
-            key = (connection_id, stamp)
-            if key not in self._providers:
-                self._providers[key] = self._factories[name](self.settings, config)
-            return self._providers[key]
+        return self.provider_and_config(name, connection_id)[0]
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -278,7 +288,7 @@ class ExportActivities:
                     f"(available: {', '.join(sorted(self._factories))})",
                 }
             )
-        config, _ = self.connection_config(provider)
+        _, config = self.provider_and_config(provider, provider)
         if not config.enabled:
             raise ConnectionDisabled(
                 f"connection {provider} is disabled; `billbridge connections enable {provider}` "
@@ -319,8 +329,7 @@ class ExportActivities:
         customer = self.store.get_customer(invoice.customer.id)
         if customer is None:
             raise UnknownCustomer(f"customer {invoice.customer.id} is unknown to billbridge")
-        provider = self.provider(request.provider, request.connection_id)
-        config, _ = self.connection_config(request.connection_id)
+        provider, config = self.provider_and_config(request.provider, request.connection_id)
         # The billing customer's own payment_provider_id wins; else the link stored earlier.
         known = customer.payment_provider_id or self.store.get_customer_link(
             request.connection_id, customer.id

@@ -27,8 +27,6 @@ from decimal import Decimal
 from billbridge.core.models import Invoice, LineItem
 from billbridge.core.money import to_minor
 
-DISCOUNT_TYPES = frozenset({"usage_discount", "amount_discount", "percentage_discount"})
-
 
 def adjustment_key(kind: str) -> str:
     """The item-mapping key of an adjustment kind (discount, minimum, credits, tax, ...)."""
@@ -36,7 +34,8 @@ def adjustment_key(kind: str) -> str:
 
 
 def adjustment_kind(adjustment_type: str) -> str:
-    if adjustment_type in DISCOUNT_TYPES or adjustment_type.endswith("discount"):
+    # usage_, amount_, percentage_ and tiered_percentage_discount
+    if adjustment_type.endswith("discount"):
         return "discount"
     if adjustment_type in ("minimum", "maximum"):
         return adjustment_type

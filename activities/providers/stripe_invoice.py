@@ -536,24 +536,18 @@ class StripeInvoiceProvider:
             "created": {"gte": int(context.push_started_at) - 3600},
             "limit": 100,
         }
-        page = self._call("looking up earlier drafts", invoices.list, params=params)
-        while True:
-            for candidate in page.data:
-                if _metadata(candidate, METADATA_INVOICE) == plan.invoice_id:
-                    return candidate
-            if not page.has_more or not page.data:
-                return None
-            params = {**params, "starting_after": page.data[-1].id}
-            page = self._call("looking up earlier drafts", invoices.list, params=params)
+        for candidate in self._list_all("looking up earlier drafts", invoices.list, params=params):
+            if _metadata(candidate, METADATA_INVOICE) == plan.invoice_id:
+                return candidate
+        return None
 
     def _apply_balance(self, plan: StripePlan) -> None:
         assert plan.balance_params is not None
         customer = plan.create_params["customer"]
         transactions = self.client.v1.customers.balance_transactions
-        page = self._call(
+        for txn in self._list_all(
             "reading balance transactions", transactions.list, customer, params={"limit": 100}
-        )
-        for txn in page.auto_paging_iter():
+        ):
             if _metadata(txn, METADATA_INVOICE) == plan.invoice_id:
                 return
         self._call(
@@ -591,26 +585,25 @@ class StripeInvoiceProvider:
         return updated if updated is not None and not _replayed(updated) else None
 
     def _present_line_refs(self, draft_id: str) -> set[str]:
-        page = self._call(
+        lines = self._list_all(
             "reading draft lines",
             self.client.v1.invoices.line_items.list,
             draft_id,
             params={"limit": 100},
         )
-        refs = set()
+        return {ref for line in lines if (ref := _metadata(line, METADATA_LINE))}
+
+    def _list_all(
+        self, doing: str, method: Any, *args: Any, params: dict[str, Any]
+    ) -> Iterator[Any]:
+        """Every object of a Stripe list, page by page, each page a counted, translated call."""
+        page = self._call(doing, method, *args, params=params)
         while True:
-            for line in page.data:
-                ref = _metadata(line, METADATA_LINE)
-                if ref:
-                    refs.add(ref)
+            yield from page.data
             if not page.has_more or not page.data:
-                return refs
-            page = self._call(
-                "reading draft lines",
-                self.client.v1.invoices.line_items.list,
-                draft_id,
-                params={"limit": 100, "starting_after": page.data[-1].id},
-            )
+                return
+            params = {**params, "starting_after": page.data[-1].id}
+            page = self._call(doing, method, *args, params=params)
 
     def _call(self, doing: str, method: Any, *args: Any, **kwargs: Any) -> Any:
         self._calls.count = self.request_count + 1
