@@ -140,7 +140,10 @@ async def export_result(
             if done:
                 return finished.result()
             delay = min(delay * 2, 2.0)
-            if not through_attention and await _export_status(handle) == "needs_attention":
+            if (
+                not through_attention
+                and await _export_status(handle) == ExportStatus.NEEDS_ATTENTION
+            ):
                 return await _attention_result(handle, invoice_id)
     except WorkflowFailureError as err:
         cause = err.cause
@@ -183,7 +186,9 @@ async def retry_waiting_exports(client: Client) -> int:
     Each one re-checks from the start; those whose problem remains wait again. Returns how many
     were signalled.
     """
-    query = f'{EXPORT_STATUS.name} = "needs_attention" AND ExecutionStatus = "Running"'
+    query = (
+        f'{EXPORT_STATUS.name} = "{ExportStatus.NEEDS_ATTENTION}" AND ExecutionStatus = "Running"'
+    )
     count = 0
     async for execution in client.list_workflows(query):
         if execution.workflow_type == "ExportInvoiceWorkflow":
