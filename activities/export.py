@@ -92,6 +92,27 @@ def _note_attempt(activities: Any, request: Any, step: str, error: str) -> None:
 
 
 @dataclass(frozen=True)
+class StoredCredential:
+    """A connection's sealed credential as an OAuth provider reads and rotates it."""
+
+    store: Store
+    secrets: Callable[[], SecretBox]
+    connection_id: str
+
+    def read(self) -> tuple[str | None, str | None]:
+        row = self.store.get_connection(self.connection_id)
+        if row is None or not row.credentials_ref:
+            return None, None
+        return row.credentials_ref, self.secrets().open(row.credentials_ref, self.connection_id)
+
+    def replace(self, expected_version: str | None, credential: str) -> str | None:
+        sealed = self.secrets().seal(credential, self.connection_id)
+        if self.store.replace_credentials(self.connection_id, expected_version, sealed):
+            return sealed
+        return None
+
+
+@dataclass(frozen=True)
 class AccountSettings:
     """Account-wide routing: `billbridge settings set default_provider|export_customers ...`."""
 
@@ -141,19 +162,23 @@ class ExportActivities:
             cached = self._providers.get(connection_id)
         if cached is not None and cached[0] == stamp:
             return cached[1], cached[2]
-        config = ConnectionConfig(connection_id, None, ConnectionSettings())
+        credentials = StoredCredential(self.store, self.secrets, connection_id)
+        config = ConnectionConfig(connection_id, None, ConnectionSettings(), True, credentials)
         if row is not None:
             api_key = None
             if row.credentials_ref:
-                if self._secrets is None:
-                    self._secrets = SecretBox.from_settings(self.settings)
-                api_key = self._secrets.open(row.credentials_ref, connection_id)
+                api_key = self.secrets().open(row.credentials_ref, connection_id)
             settings = ConnectionSettings.model_validate(row.settings)
-            config = ConnectionConfig(connection_id, api_key, settings, row.enabled)
+            config = ConnectionConfig(connection_id, api_key, settings, row.enabled, credentials)
         provider = self._factories[name](self.settings, config)
         with self._lock:
             self._providers[connection_id] = (stamp, provider, config)
         return provider, config
+
+    def secrets(self) -> SecretBox:
+        if self._secrets is None:
+            self._secrets = SecretBox.from_settings(self.settings)
+        return self._secrets
 
     def provider(self, name: str, connection_id: str) -> InvoiceProvider:
         return self.provider_and_config(name, connection_id)[0]

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Text, event
+from sqlalchemy import Boolean, DateTime, Text, event, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import registry
@@ -646,6 +646,25 @@ class Store:
                 created_at=_aware(rec.created_at),
                 updated_at=_aware(rec.updated_at),
             )
+
+    def replace_credentials(
+        self, connection_id: str, expected_ref: str | None, credentials_ref: str
+    ) -> bool:
+        """Replace a connection's sealed credential only if it is still `expected_ref`.
+
+        Workers that refresh an OAuth grant at the same time race here: one wins, the others
+        see False and adopt the winner's grant instead of overwriting it with an older one.
+        """
+        table = ConnectionTable.__table__  # type: ignore[attr-defined]
+        current = table.c.credentials_ref
+        stmt = (
+            update(table)
+            .where(table.c.id == connection_id)
+            .where(current.is_(None) if expected_ref is None else current == expected_ref)
+            .values(credentials_ref=credentials_ref, updated_at=_utcnow())
+        )
+        with self._write() as session:
+            return bool(session.connection().execute(stmt).rowcount)
 
     def list_connections(self) -> list[ConnectionRow]:
         with self._read() as session:

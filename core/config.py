@@ -1,17 +1,20 @@
 """Runtime settings, read from the environment once at start-up.
 
-======================  ==============================  =========================================
-variable                attribute                       default
-======================  ==============================  =========================================
-TEMPORAL_ADDRESS        ``temporal_address``            ``None``: start the embedded dev server
-TEMPORAL_NAMESPACE      ``temporal_namespace``          ``"default"``
-BILLBRIDGE_DATA_DIR     ``data_dir``                    ``.data`` (resolved to an absolute path)
-DATABASE_URL            ``database_url``                ``sqlite:///<data_dir>/billbridge.db``
-STRIPE_API_KEY          ``stripe_api_key``              ``"sk_test_billbridge_emulator"``
-STRIPE_API_BASE         ``stripe_api_base``             ``None``: use the local Stripe emulator
-BILLBRIDGE_TASK_QUEUE   ``task_queue``                  ``"billbridge-export"``
-BILLBRIDGE_LOG_LEVEL    ``log_level``                   ``"INFO"`` (``LOG_LEVEL`` also accepted)
-======================  ==============================  =========================================
+========================  ==============================  =========================================
+variable                  attribute                       default
+========================  ==============================  =========================================
+TEMPORAL_ADDRESS          ``temporal_address``            ``None``: start the embedded dev server
+TEMPORAL_NAMESPACE        ``temporal_namespace``          ``"default"``
+BILLBRIDGE_DATA_DIR       ``data_dir``                    ``.data`` (resolved to an absolute path)
+DATABASE_URL              ``database_url``                ``sqlite:///<data_dir>/billbridge.db``
+STRIPE_API_KEY            ``stripe_api_key``              ``"sk_test_billbridge_emulator"``
+STRIPE_API_BASE           ``stripe_api_base``             ``None``: use the local Stripe emulator
+QUICKBOOKS_API_BASE       ``quickbooks_api_base``         ``None``: the local QuickBooks emulator
+QUICKBOOKS_CLIENT_ID      ``quickbooks_client_id``        ``None``: the emulator's (authorize only)
+QUICKBOOKS_CLIENT_SECRET  ``quickbooks_client_secret``    ``None``: the emulator's (authorize only)
+BILLBRIDGE_TASK_QUEUE     ``task_queue``                  ``"billbridge-export"``
+BILLBRIDGE_LOG_LEVEL      ``log_level``                   ``"INFO"`` (``LOG_LEVEL`` also accepted)
+========================  ==============================  =========================================
 
 Empty values count as unset.
 """
@@ -48,6 +51,13 @@ class Settings:
     stripe_api_key: str = DEFAULT_STRIPE_API_KEY
     stripe_api_base: str | None = None
     """Base URL of the Stripe API; ``None`` = the local Stripe emulator."""
+    quickbooks_api_base: str | None = None
+    """Base URL of QuickBooks Online (``https://quickbooks.api.intuit.com`` or the sandbox);
+    ``None`` = the local QuickBooks emulator, which also serves the OAuth endpoints."""
+    quickbooks_client_id: str | None = None
+    """The Intuit app's OAuth client, read by `connections authorize quickbooks` only (the
+    grant it buys is sealed in the store with the client)."""
+    quickbooks_client_secret: str | None = None
     task_queue: str = DEFAULT_TASK_QUEUE
     log_level: str = "INFO"
 
@@ -70,6 +80,9 @@ class Settings:
             database_url=_get(env, "DATABASE_URL") or f"sqlite:///{data_dir}/billbridge.db",
             stripe_api_key=_get(env, "STRIPE_API_KEY") or DEFAULT_STRIPE_API_KEY,
             stripe_api_base=_get(env, "STRIPE_API_BASE"),
+            quickbooks_api_base=_get(env, "QUICKBOOKS_API_BASE"),
+            quickbooks_client_id=_get(env, "QUICKBOOKS_CLIENT_ID"),
+            quickbooks_client_secret=_get(env, "QUICKBOOKS_CLIENT_SECRET"),
             task_queue=_get(env, "BILLBRIDGE_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
             log_level=log_level,
         )

@@ -25,7 +25,8 @@ import pydantic
 
 from billbridge.activities.errors import ExportError
 from billbridge.activities.export import ExportActivities
-from billbridge.activities.providers import PROVIDERS
+from billbridge.activities.oauth import OAuthGrant
+from billbridge.activities.providers import OAUTH_APPS, PROVIDERS
 from billbridge.activities.providers.base import ConnectionConfig
 from billbridge.activities.secrets import SecretBox, SecretError
 from billbridge.activities.store import ConnectionRow, Store
@@ -249,6 +250,27 @@ def cmd_connections(args: argparse.Namespace) -> int:
             )
             return 2
         row = store.get_connection(args.connection)
+        if args.action == "authorize" or (args.action == "add" and args.connection in OAUTH_APPS):
+            if args.connection not in OAUTH_APPS:
+                print(
+                    f"billbridge: {args.connection} takes an API key: "
+                    f"`billbridge connections add {args.connection} --api-key-env VAR`",
+                    file=sys.stderr,
+                )
+                return 2
+            if args.action == "add":
+                print(
+                    f"billbridge: {args.connection} is authorized with OAuth: "
+                    f"`billbridge connections authorize {args.connection}`",
+                    file=sys.stderr,
+                )
+                return 2
+            code = _authorize(args, store, settings, row)
+            if code:
+                return code
+            code = _list_connections(store, settings, only=args.connection, check=False)
+            signal_waiting_exports(settings)
+            return code
         try:
             new_settings = _connection_settings(row, args.settings if args.action == "set" else [])
             api_key = _read_api_key(args) if args.action == "add" else None
@@ -281,6 +303,54 @@ def cmd_connections(args: argparse.Namespace) -> int:
     return code
 
 
+def _authorize(
+    args: argparse.Namespace, store: Store, settings: Settings, row: ConnectionRow | None
+) -> int:
+    from billbridge.starter.authorize import AuthorizationFailed, authorize
+
+    try:
+        box = SecretBox.from_settings(settings)  # a missing key fails before the browser step
+        grant = authorize(
+            settings,
+            args.connection,
+            port=args.port,
+            timeout=args.timeout,
+            open_browser=args.open_browser,
+        )
+    except (AuthorizationFailed, CodecKeyError) as err:
+        print(f"billbridge: {args.connection}: {err}", file=sys.stderr)
+        return 1
+    except ExportError as err:
+        print(f"billbridge: {args.connection}: {err.type_name}: {err}", file=sys.stderr)
+        return 1
+    store.upsert_connection(
+        args.connection,
+        args.connection,
+        enabled=row.enabled if row is not None else True,
+        credentials_ref=box.seal(grant.to_json(), args.connection),
+        settings=row.settings if row is not None else ConnectionSettings().model_dump(mode="json"),
+    )
+    print(f"{args.connection}: authorized (company {grant.company_id or '-'})")
+    return 0
+
+
+def _credentials_report(
+    name: str, row: ConnectionRow | None, activities: ExportActivities
+) -> dict[str, object]:
+    """How a connection is authenticated, without any secret."""
+    if row is None or not row.credentials_ref:
+        if name in OAUTH_APPS:
+            return {"credentials": f"not authorized: `billbridge connections authorize {name}`"}
+        return {"credentials": "environment default"}
+    if name not in OAUTH_APPS:
+        return {"credentials": "sealed in the store"}
+    try:
+        grant = OAuthGrant.from_json(activities.secrets().open(row.credentials_ref, name))
+    except (ExportError, SecretError, CodecKeyError) as err:
+        return {"credentials": f"error: {err}"}
+    return {"credentials": "OAuth grant sealed in the store", **grant.summary()}
+
+
 def _list_connections(
     store: Store, settings: Settings, *, only: str | None = None, check: bool = True
 ) -> int:
@@ -290,7 +360,6 @@ def _list_connections(
     for name in sorted(PROVIDERS):
         if only is not None and name != only:
             continue
-        row = store.get_connection(name)
         health = "not checked"
         if check:
             try:
@@ -298,6 +367,7 @@ def _list_connections(
                 health = "credentials accepted"
             except (ExportError, SecretError, CodecKeyError) as err:
                 health = f"error: {err}"
+        row = store.get_connection(name)  # read after the check, which may rotate a token
         ours = [e for e in exports if e.provider == name]
         succeeded = [e.updated_at for e in ours if e.status == "exported"]
         failed = [e for e in ours if e.status == "failed"]
@@ -306,9 +376,7 @@ def _list_connections(
             {
                 "connection": name,
                 "enabled": row.enabled if row is not None else True,
-                "credentials": "sealed in the store"
-                if row is not None and row.credentials_ref
-                else "environment default",
+                **_credentials_report(name, row, activities),
                 "health": health,
                 "settings": row.settings
                 if row is not None
@@ -392,7 +460,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "connections",
         "providers: credentials, settings, health",
         cmd_connections,
-        ["list", "add", "set", "enable", "disable"],
+        ["list", "add", "authorize", "set", "enable", "disable"],
     )
     connections.add_argument("connection", nargs="?", help="e.g. stripe_invoice")
     connections.add_argument("settings", nargs="*", help="with set: key=value ...")
@@ -400,6 +468,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     connections.add_argument("--api-key-file", help="with add: read the API key from this file")
     connections.add_argument("--api-key", help="with add: the API key (visible in shell history)")
     connections.add_argument("--no-verify", action="store_true", help="with add: skip the check")
+    connections.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="with authorize: local callback port (redirect URI http://localhost:PORT/callback)",
+    )
+    connections.add_argument(
+        "--timeout", type=float, default=300.0, help="with authorize: seconds to wait"
+    )
+    connections.add_argument(
+        "--open-browser", action="store_true", help="with authorize: open the URL in a browser"
+    )
 
     settings = command("settings", "account-wide export settings", cmd_settings, ["show", "set"])
     settings.add_argument("key", nargs="?", choices=SETTINGS)

@@ -1,7 +1,7 @@
 """`billbridge` command line: the door for humans and scripts.
 
 billbridge worker                      run the export worker (starts embedded services if unset)
-billbridge server                      run only the embedded Temporal server and Stripe emulator
+billbridge server                      run only the embedded Temporal server and emulators
 billbridge export invoice.json         validate, store, export, wait and print the result (JSON)
 billbridge customers upsert c.json     store Orb customer objects (payment_provider[_id])
 billbridge mappings set|list ...       item mappings (billing item -> provider product/price)
@@ -162,6 +162,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     with local_services(Settings.from_env()) as services:
         print(f"Temporal: {services.settings.temporal_address}  UI: {services.temporal_ui_url}")
         print(f"Stripe emulator: {services.settings.stripe_api_base}")
+        print(f"QuickBooks emulator: {services.settings.quickbooks_api_base}")
         stop.wait()
     return 0
 
@@ -178,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="run the export worker").set_defaults(func=cmd_worker)
     sub.add_parser(
-        "server", help="run the embedded Temporal server and Stripe emulator"
+        "server", help="run the embedded Temporal server and the provider emulators"
     ).set_defaults(func=cmd_server)
 
     export = sub.add_parser("export", help="export an issued invoice (Orb Invoice JSON)")

@@ -5,7 +5,9 @@
   Its UI decodes the (encrypted) payloads through a codec endpoint (workers/codec_server.py)
   started here with the embedded key (`<data dir>/codec.key` unless BILLBRIDGE_CODEC_KEY[_FILE]).
 - Stripe: the local emulator on 127.0.0.1:12111, likewise.
-Pointing the variables at a real cluster or real Stripe test mode starts none of this.
+- QuickBooks Online: the local emulator (OAuth and Accounting API) on 127.0.0.1:12112, unless
+  QUICKBOOKS_API_BASE is set; `billbridge connections authorize quickbooks` authorizes against it.
+Pointing the variables at a real cluster or real provider test modes starts none of this.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from billbridge.activities.providers import quickbooks
 from billbridge.activities.providers.stripe_invoice import LOCAL_EMULATOR_PORT
 from billbridge.core.config import Settings
 from billbridge.workers.codec import EncryptionCodec, embedded_address, load_codec
@@ -90,6 +93,13 @@ def local_services(settings: Settings, *, fresh_ports: bool = False) -> Iterator
                 emulator = StripeEmulator(port=port)
                 stack.enter_context(emulator)
             settings = replace(settings, stripe_api_base=f"http://127.0.0.1:{port}")
+        if settings.quickbooks_api_base is None:
+            from billbridge.emulators.quickbooks import QuickBooksEmulator
+
+            port = free_port() if fresh_ports else quickbooks.LOCAL_EMULATOR_PORT
+            if fresh_ports or not _listening(port):
+                stack.enter_context(QuickBooksEmulator(port=port))
+            settings = replace(settings, quickbooks_api_base=f"http://127.0.0.1:{port}")
         yield LocalServices(
             settings=settings, temporal_ui_url=ui_url, codec=codec, codec_endpoint=codec_endpoint
         )

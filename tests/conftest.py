@@ -134,8 +134,14 @@ def process_env(settings: Settings) -> dict[str, str]:
     """The environment a separate billbridge process (CLI, worker) needs to use `settings`."""
     # The session's codec key, never a key file from the developer's environment.
     inherited = {k: v for k, v in os.environ.items() if k != "BILLBRIDGE_CODEC_KEY_FILE"}
+    quickbooks = (
+        {"QUICKBOOKS_API_BASE": settings.quickbooks_api_base}
+        if settings.quickbooks_api_base
+        else {}
+    )
     return {
         **inherited,
+        **quickbooks,
         "TEMPORAL_ADDRESS": str(settings.temporal_address),
         "DATABASE_URL": settings.database_url,
         "STRIPE_API_KEY": settings.stripe_api_key,

@@ -72,9 +72,11 @@ async def test_sealed_api_key_is_verified_stored_and_used(
     assert CONNECTION_KEY not in row.credentials_ref  # sealed, not stored in clear
 
     assert "signalled" in added.stdout  # (other tests may leave exports waiting too)
-    listed = json.loads(billbridge(worker, "connections", "list").stdout)
-    assert listed[0]["credentials"] == "sealed in the store"
-    assert listed[0]["health"] == "credentials accepted"
+    listed = {
+        c["connection"]: c for c in json.loads(billbridge(worker, "connections", "list").stdout)
+    }
+    assert listed["stripe_invoice"]["credentials"] == "sealed in the store"
+    assert listed["stripe_invoice"]["health"] == "credentials accepted"
     # The export that waited for credentials went on by itself once they were added.
     handle = client.get_workflow_handle("export-invoice/inv_conn_1", result_type=ExportResult)
     resumed = await export_result(handle, "inv_conn_1", through_attention=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from billbridge.activities.errors import TotalMismatch
+from billbridge.activities.oauth import GrantStore
 from billbridge.activities.providers.lines import InvoiceBreakdown
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.messages import PushResult
@@ -27,6 +28,9 @@ class ConnectionConfig:
     api_key: str | None  # None: the environment's default credential (e.g. STRIPE_API_KEY)
     settings: ConnectionSettings
     enabled: bool = True
+    # The stored credential itself, for providers whose credential changes as it is used
+    # (OAuth grants with rotating refresh tokens); None where the store is not at hand.
+    credentials: GrantStore | None = None
 
 
 @dataclass

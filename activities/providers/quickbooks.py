@@ -1,0 +1,511 @@
+"""QuickBooks Online invoices, over its REST API (v3) with OAuth 2.0 (authlib, activities/oauth.py).
+
+Intuit publishes no official Python SDK for the Accounting API, so this module speaks the
+documented JSON protocol with httpx: one `POST /v3/company/{realmId}/invoice` per billing invoice,
+every line a SalesItemLineDetail carrying the mapped Item. The write carries a `requestid`
+derived from the billing invoice id (QuickBooks answers a repeat with the original response), and
+is preceded by a lookup by DocNumber (or by the customer's invoices) for the billbridge marker in
+PrivateNote, so a retry after the request id is forgotten still finds what an earlier attempt
+wrote. One billing invoice never becomes two QuickBooks invoices.
+
+Money: QuickBooks takes decimal amounts with two places; every amount is sent as a JSON number
+whose text is the exact Decimal (no binary-float rounding), and QuickBooks' TotalAmt is compared
+with the billing total to the cent before the export counts as done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from billbridge.activities.errors import (
+    ExportError,
+    ProviderAuthFailed,
+    ProviderCustomerMissing,
+    ProviderItemMissing,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+    TotalMismatch,
+)
+from billbridge.activities.oauth import OAuthApp, OAuthEndpoints, TokenKeeper
+from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.activities.providers.lines import ExportLine, InvoiceBreakdown
+from billbridge.core.config import Settings
+from billbridge.core.messages import PushResult
+from billbridge.core.models import Customer, Invoice
+from billbridge.core.money import from_minor, minor_unit_exponent
+
+# Where the local QuickBooks emulator listens when QUICKBOOKS_API_BASE is unset.
+LOCAL_EMULATOR_PORT = 12112
+MINOR_VERSION = "75"
+SCOPE = "com.intuit.quickbooks.accounting"
+# Intuit's OAuth endpoints (developer.intuit.com, OAuth 2.0 discovery document).
+INTUIT_AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
+INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+INTUIT_REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+# The local emulator's well-known OAuth client (emulators/quickbooks), used when
+# QUICKBOOKS_API_BASE is unset; a real Intuit app's come from QUICKBOOKS_CLIENT_ID/_SECRET.
+EMULATOR_CLIENT_ID = "billbridge-emulator-client"
+EMULATOR_CLIENT_SECRET = "billbridge-emulator-secret"
+REAUTHORIZE = "re-authorize with `billbridge connections authorize quickbooks`"
+# QuickBooks documents no Retry-After; its throttling guide says to wait 60 s after a 429.
+DEFAULT_RETRY_AFTER = timedelta(seconds=60)
+MAX_DOC_NUMBER = 21  # DocNumber's documented maximum length
+MARKER = "billbridge invoice "  # PrivateNote prefix that identifies our invoices
+UNIT_PRICE_PLACES = Decimal("1e-7")  # UnitPrice precision used for quantity x unit lines
+QUERY_PAGE = 1000  # QuickBooks' maximum maxresults
+ITEM_CACHE_SECONDS = 300.0
+REQUEST_TIMEOUT = 120.0  # QuickBooks times requests out after 120 s
+
+
+def request_id(invoice_id: str, step: str) -> str:
+    """Deterministic per billing object and step, within QuickBooks' 50 characters."""
+    digest = hashlib.sha256(f"{invoice_id}\0{step}".encode()).hexdigest()[:40]
+    return f"bb-{digest}"
+
+
+def oauth_endpoints(settings: Settings) -> OAuthEndpoints:
+    """Intuit's endpoints for the real API; the emulator serves all three itself."""
+    base = api_base(settings)
+    if _is_intuit(base):
+        return OAuthEndpoints(INTUIT_AUTHORIZE_URL, INTUIT_TOKEN_URL, INTUIT_REVOKE_URL, SCOPE)
+    return OAuthEndpoints(
+        f"{base}/connect/oauth2",
+        f"{base}/oauth2/v1/tokens/bearer",
+        f"{base}/oauth2/v1/tokens/revoke",
+        SCOPE,
+    )
+
+
+def oauth_app(settings: Settings) -> OAuthApp:
+    """The Intuit app from QUICKBOOKS_CLIENT_ID/_SECRET; the emulator's own client by default."""
+    client_id, secret = settings.quickbooks_client_id, settings.quickbooks_client_secret
+    if not _is_intuit(api_base(settings)):
+        client_id, secret = client_id or EMULATOR_CLIENT_ID, secret or EMULATOR_CLIENT_SECRET
+    return OAuthApp(oauth_endpoints(settings), client_id, secret, company_parameter="realmId")
+
+
+def _is_intuit(url: str) -> bool:
+    return (urlsplit(url).hostname or "").endswith("intuit.com")
+
+
+def api_base(settings: Settings) -> str:
+    return (settings.quickbooks_api_base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}").rstrip("/")
+
+
+def _number(value: Decimal) -> Any:
+    """A Decimal as a JSON number with the same text (floats whose repr round-trips exactly)."""
+    as_float = float(value)
+    if Decimal(repr(as_float)) != value:
+        raise ProviderRejected(f"amount {value} cannot be sent exactly as a JSON number")
+    return as_float
+
+
+def _quote(value: str) -> str:
+    """A string literal of QuickBooks' query language (backslash escapes quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _fault(body: Any) -> tuple[str, str, str]:
+    """(type, code, message) of a QuickBooks Fault body; ("", "", "") if it is none."""
+    if not isinstance(body, dict) or "Fault" not in body:
+        return "", "", ""
+    fault = body["Fault"] or {}
+    errors = fault.get("Error") or [{}]
+    first = errors[0]
+    detail = first.get("Detail") or ""
+    message = first.get("Message") or ""
+    return (
+        str(fault.get("type") or ""),
+        str(first.get("code") or ""),
+        f"{message}: {detail}" if detail else message,
+    )
+
+
+class QuickBooksFault(ProviderRejected):
+    """A ValidationFault, with its code (610 object not found, 6140 duplicate DocNumber, ...)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def type_name(self) -> str:  # the retry decision of ProviderRejected: never retried
+        return ProviderRejected.__name__
+
+
+@dataclass
+class QuickBooksPlan(Plan):
+    realm_id: str = ""
+    body: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+    def requests(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "method": "POST",
+                "path": f"/v3/company/{self.realm_id}/invoice",
+                "params": {"requestid": self.request_id, "minorversion": MINOR_VERSION},
+                "body": self.body,
+            }
+        ]
+
+
+def _quantity_and_unit(line: ExportLine, amount: Decimal) -> tuple[Decimal, Decimal]:
+    """(Qty, UnitPrice) whose product QuickBooks rounds to exactly `amount`, else (1, amount)."""
+    quantity = line.quantity
+    if line.kind == "usage" and quantity > 0 and amount >= 0:
+        unit = (amount / quantity).quantize(UNIT_PRICE_PLACES, ROUND_HALF_UP)
+        if (quantity * unit).quantize(Decimal("0.01"), ROUND_HALF_UP) == amount:
+            return quantity, unit
+    return Decimal(1), amount
+
+
+def _line(line: ExportLine, currency: str, item_id: str) -> dict[str, Any]:
+    amount = from_minor(line.amount_minor, currency)
+    quantity, unit = _quantity_and_unit(line, amount)
+    detail: dict[str, Any] = {
+        "ItemRef": {"value": item_id},
+        "Qty": _number(quantity.normalize()),
+        "UnitPrice": _number(unit.normalize()),
+    }
+    if line.period_start is not None:
+        detail["ServiceDate"] = line.period_start.date().isoformat()
+    return {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": _number(amount),
+        "Description": line.description[:4000],
+        "SalesItemLineDetail": detail,
+    }
+
+
+class QuickBooksInvoiceProvider:
+    name = "quickbooks"
+
+    def __init__(self, base_url: str, tokens: TokenKeeper, *, timeout: float = REQUEST_TIMEOUT):
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        # Retries belong to Temporal; the client only keeps connections alive.
+        self.http = httpx.Client(timeout=timeout)
+        self._calls = threading.local()
+        self._items: dict[str, float] = {}  # item id -> when its existence check expires
+        self._items_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, config: ConnectionConfig
+    ) -> QuickBooksInvoiceProvider:
+        if config.credentials is None:
+            raise ProviderAuthFailed(f"QuickBooks needs the store's OAuth grant; {REAUTHORIZE}")
+        endpoints = oauth_endpoints(settings)
+        tokens = TokenKeeper(
+            endpoints,
+            config.credentials,
+            lock_key=f"{endpoints.token_url} {config.connection_id}",
+            reauthorize_hint=REAUTHORIZE,
+        )
+        return cls(api_base(settings), tokens)
+
+    @property
+    def request_count(self) -> int:
+        return int(getattr(self._calls, "count", 0))
+
+    @property
+    def realm_id(self) -> str:
+        realm = self.tokens.grant.company_id
+        if not realm:
+            raise ProviderAuthFailed(f"the stored grant names no QuickBooks company; {REAUTHORIZE}")
+        return realm
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        doing: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One API call; a refused access token is refreshed and the call made once more."""
+        url = f"{self.base_url}/v3/company/{self.realm_id}/{path}"
+        query = {"minorversion": MINOR_VERSION, **(params or {})}
+        token = self.tokens.access_token()
+        for attempt in (1, 2):
+            self._calls.count = self.request_count + 1
+            try:
+                response = self.http.request(
+                    method,
+                    url,
+                    params=query,
+                    json=json_body,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                )
+            except httpx.HTTPError as err:  # timeouts, refused and dropped connections
+                raise ProviderUnavailable(
+                    f"QuickBooks {doing}: {type(err).__name__}: {err}"
+                ) from err
+            if response.status_code == 401 and attempt == 1:
+                token = self.tokens.after_rejection(token)
+                continue
+            return self._body(doing, response)
+        raise AssertionError("unreachable")
+
+    def _body(self, doing: str, response: httpx.Response) -> dict[str, Any]:
+        """The JSON body, or the error it stands for (decided per status and fault type)."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        kind, code, message = _fault(body)
+        status = response.status_code
+        text = f"QuickBooks {doing}: {message or status}"
+        if status == 429:
+            return self._raise(ProviderRateLimited(text, _retry_after(response)))
+        if status in (401, 403) or kind in ("AuthenticationFault", "AuthorizationFault"):
+            return self._raise(ProviderAuthFailed(f"{text}; {REAUTHORIZE}"))
+        if status >= 500 or kind == "SystemFault" or (status == 200 and body is None):
+            return self._raise(ProviderUnavailable(text))
+        if kind or status >= 400:  # ValidationFault, possibly with HTTP 200
+            return self._raise(QuickBooksFault(text, code))
+        assert isinstance(body, dict)
+        return body
+
+    @staticmethod
+    def _raise(err: ExportError) -> dict[str, Any]:
+        raise err
+
+    def _query(self, doing: str, entity: str, where: str) -> list[dict[str, Any]]:
+        """Every row of `select * from entity where ...`, page by page."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            sql = (
+                f"select * from {entity} where {where} "
+                f"startposition {len(rows) + 1} maxresults {QUERY_PAGE}"
+            )
+            body = self._call(doing, "GET", "query", params={"query": sql})
+            page = body.get("QueryResponse", {}).get(entity, [])
+            rows.extend(page)
+            if len(page) < QUERY_PAGE:
+                return rows
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def check_credentials(self) -> None:
+        self._call("checking the connection", "GET", f"companyinfo/{self.realm_id}")
+
+    def check_customer(self, provider_customer_id: str) -> None:
+        try:
+            body = self._call("reading the customer", "GET", f"customer/{provider_customer_id}")
+        except QuickBooksFault as err:
+            if err.code != "610":
+                raise
+            raise ProviderCustomerMissing(
+                f"QuickBooks customer {provider_customer_id!r} (the customer's "
+                f"payment_provider_id) does not exist: {err}"
+            ) from err
+        if not body.get("Customer", {}).get("Active", True):
+            # QuickBooks "deletes" a customer by making it inactive.
+            raise ProviderCustomerMissing(
+                f"QuickBooks customer {provider_customer_id!r} (the customer's "
+                "payment_provider_id) was deleted (made inactive)"
+            )
+
+    def find_or_create_customer(self, customer: Customer) -> str:
+        if customer.email:
+            found = self._query(
+                "looking up the customer by e-mail",
+                "Customer",
+                f"PrimaryEmailAddr = {_quote(customer.email)}",
+            )
+            if len(found) == 1:
+                return str(found[0]["Id"])
+            if len(found) > 1:
+                raise ProviderCustomerMissing(
+                    f"{len(found)} QuickBooks customers share the e-mail of customer "
+                    f"{customer.id}; set its payment_provider_id to the right one"
+                )
+        name = (customer.name or customer.id)[:500]
+        body: dict[str, Any] = {"DisplayName": name, "Notes": f"billbridge customer {customer.id}"}
+        if customer.email:
+            body["PrimaryEmailAddr"] = {"Address": customer.email}
+        try:
+            created = self._call(
+                "creating the customer",
+                "POST",
+                "customer",
+                params={"requestid": request_id(customer.id, "customer")},
+                json_body=body,
+            )
+        except QuickBooksFault as err:
+            if err.code != "6240":  # duplicate DisplayName
+                raise
+            raise ProviderCustomerMissing(
+                f"a QuickBooks customer named {name!r} exists with another e-mail; set the "
+                f"payment_provider_id of customer {customer.id} to the right one"
+            ) from err
+        return str(created["Customer"]["Id"])
+
+    def resolve_items(self, provider_item_ids: Collection[str]) -> dict[str, str]:
+        """Mappings name QuickBooks Item ids; each must exist and be active."""
+        wanted = sorted(set(provider_item_ids))
+        now = time.monotonic()
+        with self._items_lock:
+            unknown = [i for i in wanted if self._items.get(i, 0.0) <= now]
+        if unknown:
+            quoted = ", ".join(_quote(i) for i in unknown)
+            rows = self._query("looking up mapped items", "Item", f"Id in ({quoted})")
+            found = {str(row["Id"]) for row in rows if row.get("Active", True)}
+            missing = [i for i in unknown if i not in found]
+            if missing:
+                raise ProviderItemMissing(
+                    "mapped QuickBooks items do not exist or are inactive: " + ", ".join(missing)
+                )
+            with self._items_lock:
+                for item_id in unknown:
+                    self._items[item_id] = now + ITEM_CACHE_SECONDS
+        return {item_id: item_id for item_id in wanted}
+
+    # -- plan (pure) ---------------------------------------------------------------------------
+
+    def plan(
+        self,
+        invoice: Invoice,
+        breakdown: InvoiceBreakdown,
+        items: Mapping[str, str],
+        provider_customer_id: str,
+        now: float,
+    ) -> QuickBooksPlan:
+        currency = invoice.currency.upper()
+        if minor_unit_exponent(currency) > 2:
+            raise ProviderRejected(f"QuickBooks amounts have two decimals; {currency} has three")
+        body: dict[str, Any] = {
+            "CustomerRef": {"value": provider_customer_id},
+            "CurrencyRef": {"value": currency},
+            "TxnDate": invoice.invoice_date.date().isoformat(),
+            "PrivateNote": f"{MARKER}{invoice.id}",
+            "Line": [_line(line, currency, items[line.mapping_key]) for line in breakdown.lines],
+        }
+        number = invoice.invoice_number or ""
+        if number and len(number) <= MAX_DOC_NUMBER:
+            body["DocNumber"] = number
+        elif number:
+            body["PrivateNote"] += f" (number {number})"
+        if invoice.due_date is not None:
+            body["DueDate"] = invoice.due_date.date().isoformat()
+        if invoice.memo:
+            body["CustomerMemo"] = {"value": invoice.memo[:1000]}
+        return QuickBooksPlan(
+            provider=self.name,
+            invoice_id=invoice.id,
+            currency=currency,
+            total_minor=breakdown.total_minor,
+            # QuickBooks keeps customer credits apart from the invoice (applied as payments);
+            # the invoice's own amount due is its total, checked in push.
+            amount_due_minor=breakdown.amount_due_minor,
+            line_amounts_minor=[line.amount_minor for line in breakdown.lines],
+            realm_id=self.tokens.grant.company_id,
+            body=body,
+            request_id=request_id(invoice.id, "invoice"),
+        )
+
+    # -- push (I/O, idempotent) ------------------------------------------------------------------
+
+    def push(self, plan: Plan, context: PushContext) -> PushResult:
+        assert isinstance(plan, QuickBooksPlan)
+        self._calls.count = 0
+        invoice = self._find_invoice(plan, context)
+        if invoice is None:
+            try:
+                invoice = self._call(
+                    "creating the invoice",
+                    "POST",
+                    "invoice",
+                    params={"requestid": plan.request_id},
+                    json_body=plan.body,
+                )["Invoice"]
+            except QuickBooksFault as err:
+                if err.code != "6140":  # duplicate DocNumber: ours, if an earlier attempt's
+                    raise
+                invoice = self._find_invoice(plan, context, by_number_only=True)
+                if invoice is None:
+                    raise ProviderRejected(
+                        f"QuickBooks already has another invoice numbered "
+                        f"{plan.body.get('DocNumber')!r}: {err}"
+                    ) from err
+        context.remember_external_id(str(invoice["Id"]))
+        total = Decimal(str(invoice.get("TotalAmt", "0")))
+        expected = from_minor(plan.total_minor, plan.currency)
+        if total != expected:
+            raise TotalMismatch(
+                f"QuickBooks invoice {invoice['Id']} totals {total}, billing total is {expected}"
+            )
+        note = ""
+        if plan.amount_due_minor != plan.total_minor:
+            applied = from_minor(plan.amount_due_minor - plan.total_minor, plan.currency)
+            note = (
+                f"the billing invoice applied a customer balance of {applied} {plan.currency}; "
+                "QuickBooks applies customer credits as payments, not on the invoice"
+            )
+        return PushResult(
+            external_id=str(invoice["Id"]),
+            external_url=self._invoice_url(str(invoice["Id"])),
+            provider_total=str(total),
+            provider_amount_due=str(Decimal(str(invoice.get("Balance", total)))),
+            provider_line_count=len(plan.body["Line"]),
+            request_count=self.request_count,
+            note=note,
+        )
+
+    def _invoice_url(self, invoice_id: str) -> str:
+        if _is_intuit(self.base_url):
+            return f"https://app.qbo.intuit.com/app/invoice?txnId={invoice_id}"
+        return f"{self.base_url}/v3/company/{self.realm_id}/invoice/{invoice_id}"
+
+    def _find_invoice(
+        self, plan: QuickBooksPlan, context: PushContext, *, by_number_only: bool = False
+    ) -> dict[str, Any] | None:
+        """The QuickBooks invoice an earlier attempt made: by stored id, number or customer."""
+        marker = plan.body["PrivateNote"]
+        if context.known_external_id and not by_number_only:
+            try:
+                found = self._call(
+                    "reading the invoice", "GET", f"invoice/{context.known_external_id}"
+                )
+            except QuickBooksFault as err:
+                if err.code != "610":
+                    raise
+            else:
+                if found["Invoice"].get("PrivateNote") == marker:
+                    return dict(found["Invoice"])
+        if not (context.may_have_written or by_number_only):
+            return None
+        number = plan.body.get("DocNumber")
+        where = (
+            f"DocNumber = {_quote(number)}"
+            if number
+            else f"CustomerRef = {_quote(plan.body['CustomerRef']['value'])}"
+        )
+        for candidate in self._query("looking up earlier invoices", "Invoice", where):
+            if candidate.get("PrivateNote") == marker:
+                return candidate
+        return None
+
+
+def _retry_after(response: httpx.Response) -> timedelta:
+    value = response.headers.get("Retry-After")
+    try:
+        return timedelta(seconds=max(float(value), 0.0)) if value else DEFAULT_RETRY_AFTER
+    except ValueError:
+        return DEFAULT_RETRY_AFTER

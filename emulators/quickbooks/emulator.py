@@ -1,0 +1,236 @@
+"""The public :class:`QuickBooksEmulator`: Intuit OAuth 2.0 plus a slice of the Accounting API."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+from billbridge.emulators.stripe.faults import Fault, FaultSet
+
+from .entities import Store
+from .oauth import OAuthServer
+from .ratelimit import MinuteWindow
+from .requestids import RequestIdStore
+from .requestlog import LoggedRequest, RequestLog
+from .server import ApiCore, EmulatorHTTPServer
+
+DEFAULT_CLIENT_ID = "billbridge-emulator-client"
+DEFAULT_CLIENT_SECRET = "billbridge-emulator-secret"  # a well-known test value, not a secret
+DEFAULT_REALM_ID = "9130350000000001"
+
+
+class QuickBooksEmulator:
+    """Serve Intuit's OAuth 2.0 endpoints and the Accounting API (v3) for one company
+    (``realm_id``) on ``host:port`` from a daemon thread.
+
+    One app is registered: ``client_id`` / ``client_secret``. The authorize endpoint consents
+    at once (there is no user). ``requests_per_minute=None`` turns throttling off;
+    ``retry_after_seconds`` adds a Retry-After header to 429s (Intuit documents none).
+    ``request_id_ttl_seconds=None`` remembers ``requestid`` responses forever.
+    ``unique_doc_numbers`` refuses a DocNumber already used by another invoice (6140);
+    ``auto_doc_numbers`` numbers invoices sent without a DocNumber (1001, 1002, ...).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        realm_id: str = DEFAULT_REALM_ID,
+        company_name: str = "billbridge QuickBooks emulator",
+        access_token_ttl: float = 3600.0,
+        refresh_token_ttl: float = 8726400.0,
+        rotate_refresh_tokens: bool = True,
+        requests_per_minute: int | None = 500,
+        retry_after_seconds: float | None = None,
+        request_id_ttl_seconds: float | None = None,
+        unique_doc_numbers: bool = True,
+        auto_doc_numbers: bool = True,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.realm_id = realm_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self._oauth = OAuthServer(
+            client_id=client_id,
+            client_secret=client_secret,
+            realm_id=realm_id,
+            access_token_ttl=access_token_ttl,
+            refresh_token_ttl=refresh_token_ttl,
+            rotate_refresh_tokens=rotate_refresh_tokens,
+        )
+        self.store = Store(
+            realm_id=realm_id,
+            company_name=company_name,
+            unique_doc_numbers=unique_doc_numbers,
+            auto_doc_numbers=auto_doc_numbers,
+        )
+        self._faults = FaultSet()
+        self._log = RequestLog()
+        self._requestids = RequestIdStore(request_id_ttl_seconds)
+        self._limiter = MinuteWindow(requests_per_minute)
+        self.core = ApiCore(
+            oauth=self._oauth,
+            store=self.store,
+            requestids=self._requestids,
+            limiter=self._limiter,
+            faults=self._faults,
+            log=self._log,
+            retry_after_seconds=retry_after_seconds,
+        )
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> QuickBooksEmulator:
+        if self._server is not None:
+            return self
+        server = EmulatorHTTPServer((self.host, self._requested_port), self.core)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"quickbooks-emulator:{server.server_address[1]}",
+            daemon=True,
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> QuickBooksEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("QuickBooksEmulator is not running; call start() first")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}"
+
+    # -- OAuth control -------------------------------------------------------------------------
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far is expired now; refresh tokens keep working."""
+        self._oauth.expire_access_tokens()
+
+    def revoke_refresh_tokens(self) -> None:
+        """Revoke every refresh and access token, as when the user disconnects the app."""
+        self._oauth.revoke_all()
+
+    def set_access_token_ttl(self, seconds: float) -> None:
+        """Lifetime of access tokens issued from now on."""
+        self._oauth.set_access_token_ttl(seconds)
+
+    def valid_refresh_tokens(self) -> set[str]:
+        return self._oauth.valid_refresh_tokens()
+
+    def token_grants(self) -> list[dict[str, Any]]:
+        """Every token endpoint call: ``grant_type``, ``ok``, ``error``, ``at`` (unix time)."""
+        return self._oauth.grants()
+
+    @property
+    def refresh_count(self) -> int:
+        """Successful ``refresh_token`` grants."""
+        return self._oauth.refresh_count
+
+    def issue_tokens(self) -> dict[str, Any]:
+        """A token response as if the authorization-code flow had just completed (for seeding
+        demos without a browser round trip)."""
+        return self._oauth.issue_tokens()
+
+    # -- data helpers ------------------------------------------------------------------------------
+
+    def create_item(self, name: str, *, item_type: str = "Service") -> str:
+        with self.store.lock:
+            return str(self.store.save_item({"Name": name, "Type": item_type})["Id"])
+
+    def create_customer(self, display_name: str, email: str | None = None) -> str:
+        body: dict[str, Any] = {"DisplayName": display_name}
+        if email is not None:
+            body["PrimaryEmailAddr"] = {"Address": email}
+        with self.store.lock:
+            return str(self.store.save_customer(body)["Id"])
+
+    def _deactivate(self, entity: str, entity_id: str) -> None:
+        with self.store.lock:
+            current = self.store.get(entity, entity_id)
+            update = {"Id": entity_id, "SyncToken": current["SyncToken"], "sparse": True}
+            save = self.store.save_customer if entity == "Customer" else self.store.save_item
+            save({**update, "Active": False})
+
+    def deactivate_customer(self, customer_id: str) -> None:
+        """Make a customer inactive (QuickBooks' "delete")."""
+        self._deactivate("Customer", customer_id)
+
+    def deactivate_item(self, item_id: str) -> None:
+        self._deactivate("Item", item_id)
+
+    def invoices(self) -> list[dict[str, Any]]:
+        """Every invoice as the API renders it, oldest first."""
+        with self.store.lock:
+            return self.store.rows("Invoice")
+
+    def customers(self) -> list[dict[str, Any]]:
+        """Every customer, inactive ones included, oldest first."""
+        with self.store.lock:
+            return self.store.rows("Customer")
+
+    def items(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            return self.store.rows("Item")
+
+    # -- requests and faults -----------------------------------------------------------------------
+
+    def requests(self) -> list[LoggedRequest]:
+        return self._log.snapshot()
+
+    def clear_requests(self) -> None:
+        self._log.clear()
+
+    def add_fault(self, fault: Fault) -> None:
+        self._faults.add(fault)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Armed faults with their ``remaining`` counts."""
+        return self._faults.armed()
+
+    def reset(self) -> None:
+        """Back to the just-started state: no objects, tokens, codes, saved requestids, logged
+        requests, faults or throttle history. The app (client id and secret) stays."""
+        with self.store.lock:
+            self.store.reset()
+        self._oauth.reset()
+        self._requestids.clear()
+        self._log.clear()
+        self._faults.clear()
+        self._limiter.reset()

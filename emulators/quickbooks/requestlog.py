@@ -1,0 +1,82 @@
+"""The log of requests the emulator received, with every secret redacted.
+
+Tests read it to assert what a client sent, so it keeps parsed bodies; but it must never hold a
+usable credential (logs get printed on failure): the Authorization header and any ``token``,
+``code``, ``refresh_token``, ``access_token`` or ``client_secret`` value keep only a short prefix.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SECRET_KEYS = frozenset(
+    {"token", "code", "refresh_token", "access_token", "client_secret", "id_token"}
+)
+PREFIX = 6
+
+
+def redact_value(value: str) -> str:
+    """The first 6 characters and an ellipsis (never more than half of a short value)."""
+    return value[: min(PREFIX, len(value) // 2)] + "…"
+
+
+def redact(obj: Any) -> Any:
+    """A copy of a parsed body with the values of secret keys redacted, at any depth."""
+    if isinstance(obj, dict):
+        return {
+            key: redact_value(str(value))
+            if str(key).lower() in SECRET_KEYS and value is not None
+            else redact(value)
+            for key, value in obj.items()
+        }
+    if isinstance(obj, list):
+        return [redact(value) for value in obj]
+    return obj
+
+
+def redact_authorization(header: str | None) -> str | None:
+    """``Bearer eyJhbG…`` / ``Basic YmlsbG…``: the scheme stays, the credential is cut."""
+    if header is None:
+        return None
+    scheme, _, credential = header.strip().partition(" ")
+    if not credential:
+        return redact_value(scheme)
+    return f"{scheme} {redact_value(credential.strip())}"
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str
+    query: dict[str, str]  # the decoded query string (secrets redacted)
+    body: Any  # the parsed body: JSON value, form dict or text; None when empty (redacted)
+    authorization: str | None  # the Authorization header, redacted
+    request_id: str | None  # the ``requestid`` query parameter
+    status: int  # HTTP status sent (or executed, for drop_after); 0 = dropped before a response
+    replayed: bool  # answered from the response saved for ``request_id``
+    fault: str | None  # injected fault kinds that fired, e.g. "status", "delay+drop_after"
+    at: float  # unix time the request arrived
+    intuit_tid: str = ""  # the transaction id sent back in the ``intuit_tid`` header
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestLog:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[LoggedRequest] = []
+
+    def append(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def snapshot(self) -> list[LoggedRequest]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
