@@ -162,6 +162,28 @@ def exchange_code(
     return empty.with_token(dict(token), now())
 
 
+def revoke_grant(endpoints: OAuthEndpoints, grant: OAuthGrant) -> None:
+    """Revoke the grant at the provider (its refresh token and every access token from it).
+
+    Intuit's revoke endpoint takes JSON `{"token": ...}` with the client's Basic credentials,
+    not RFC 7009's form, so this is one plain request rather than authlib's revoke_token.
+    """
+    try:
+        response = httpx.post(
+            endpoints.revoke_url,
+            json={"token": grant.refresh_token},
+            auth=(grant.client_id, grant.client_secret),
+            headers={"Accept": "application/json"},
+            timeout=TOKEN_TIMEOUT,
+        )
+    except httpx.HTTPError as err:
+        raise ProviderUnavailable(f"revoke endpoint unreachable: {err}") from err
+    if response.status_code >= 500:
+        raise ProviderUnavailable(f"revoke endpoint answered {response.status_code}")
+    if response.status_code >= 400:
+        raise ProviderAuthFailed(f"the provider refused the revocation: {response.text[:200]}")
+
+
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 

@@ -21,8 +21,23 @@ class ConnectionSettings(BaseModel):
     minimum_amount: Decimal | None = Field(
         default=None, ge=0, description="invoices whose total is below this are not exported"
     )
-    collection_method: Literal["send_invoice", "charge_automatically"] = "send_invoice"
+    collection_method: Literal["send_invoice", "charge_automatically"] = Field(
+        default="send_invoice",
+        description="how Stripe collects the invoice",
+        json_schema_extra={"providers": ["stripe_invoice"]},
+    )
     leave_as_draft: bool = Field(
-        default=False, description="create the provider invoice but do not finalize it"
+        default=False,
+        description="create the provider invoice but do not finalize it",
+        # QuickBooks has no draft invoices: what it creates is open at once.
+        json_schema_extra={"providers": ["stripe_invoice"]},
     )
     create_missing_customers: bool = False
+
+    @classmethod
+    def applies_to(cls, setting: str, provider: str) -> bool:
+        """Whether a setting means anything for a provider (unlisted: every provider)."""
+        field = cls.model_fields.get(setting)
+        extra = field.json_schema_extra if field is not None else None
+        providers = extra.get("providers") if isinstance(extra, dict) else None
+        return not isinstance(providers, list) or provider in providers

@@ -25,7 +25,7 @@ import pydantic
 
 from billbridge.activities.errors import ExportError
 from billbridge.activities.export import ExportActivities
-from billbridge.activities.oauth import OAuthGrant
+from billbridge.activities.oauth import OAuthGrant, revoke_grant
 from billbridge.activities.providers import OAUTH_APPS, PROVIDERS
 from billbridge.activities.providers.base import ConnectionConfig
 from billbridge.activities.secrets import SecretBox, SecretError
@@ -213,13 +213,17 @@ def cmd_exports(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connection_settings(row: ConnectionRow | None, updates: list[str]) -> ConnectionSettings:
+def _connection_settings(
+    name: str, row: ConnectionRow | None, updates: list[str]
+) -> ConnectionSettings:
     """Current settings with `key=value` updates applied; errors name the setting."""
     current = dict(row.settings) if row is not None else {}
     for update in updates:
         key, sep, value = update.partition("=")
         if not sep:
             raise ValueError(f"{update}: expected key=value")
+        if not ConnectionSettings.applies_to(key.strip(), name):
+            raise ValueError(f"{key.strip()}: not a setting of {name} connections")
         current[key.strip()] = None if value.strip() in ("", "none") else value.strip()
     try:
         return ConnectionSettings.model_validate(current)
@@ -250,6 +254,8 @@ def cmd_connections(args: argparse.Namespace) -> int:
             )
             return 2
         row = store.get_connection(args.connection)
+        if args.action == "revoke":
+            return _revoke(args.connection, store, settings, row)
         if args.action == "authorize" or (args.action == "add" and args.connection in OAUTH_APPS):
             if args.connection not in OAUTH_APPS:
                 print(
@@ -265,14 +271,16 @@ def cmd_connections(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            code = _authorize(args, store, settings, row)
+            code = _authorize(args, store, settings)
             if code:
                 return code
             code = _list_connections(store, settings, only=args.connection, check=False)
             signal_waiting_exports(settings)
             return code
         try:
-            new_settings = _connection_settings(row, args.settings if args.action == "set" else [])
+            new_settings = _connection_settings(
+                args.connection, row, args.settings if args.action == "set" else []
+            )
             api_key = _read_api_key(args) if args.action == "add" else None
             sealed = row.credentials_ref if row is not None else None
             if api_key:
@@ -303,13 +311,11 @@ def cmd_connections(args: argparse.Namespace) -> int:
     return code
 
 
-def _authorize(
-    args: argparse.Namespace, store: Store, settings: Settings, row: ConnectionRow | None
-) -> int:
-    from billbridge.starter.authorize import AuthorizationFailed, authorize
+def _authorize(args: argparse.Namespace, store: Store, settings: Settings) -> int:
+    from billbridge.starter.authorize import AuthorizationFailed, authorize, store_grant
 
     try:
-        box = SecretBox.from_settings(settings)  # a missing key fails before the browser step
+        SecretBox.from_settings(settings)  # a missing key fails before the browser step
         grant = authorize(
             settings,
             args.connection,
@@ -323,15 +329,31 @@ def _authorize(
     except ExportError as err:
         print(f"billbridge: {args.connection}: {err.type_name}: {err}", file=sys.stderr)
         return 1
-    store.upsert_connection(
-        args.connection,
-        args.connection,
-        enabled=row.enabled if row is not None else True,
-        credentials_ref=box.seal(grant.to_json(), args.connection),
-        settings=row.settings if row is not None else ConnectionSettings().model_dump(mode="json"),
-    )
+    store_grant(store, settings, args.connection, grant)
     print(f"{args.connection}: authorized (company {grant.company_id or '-'})")
     return 0
+
+
+def _revoke(name: str, store: Store, settings: Settings, row: ConnectionRow | None) -> int:
+    """Disconnect: revoke the OAuth grant at the provider and forget the stored credential."""
+    if row is None or not row.credentials_ref:
+        print(f"billbridge: {name} holds no stored credential", file=sys.stderr)
+        return 1
+    code = 0
+    if name in OAUTH_APPS:
+        try:
+            box = SecretBox.from_settings(settings)
+            grant = OAuthGrant.from_json(box.open(row.credentials_ref, name))
+            revoke_grant(OAUTH_APPS[name](settings).endpoints, grant)
+        except (ExportError, SecretError, CodecKeyError) as err:
+            # Forgotten here all the same; the provider's own console can revoke it too.
+            print(f"billbridge: {name}: could not revoke at the provider: {err}", file=sys.stderr)
+            code = 1
+    store.upsert_connection(
+        name, name, enabled=row.enabled, credentials_ref=None, settings=row.settings
+    )
+    print(f"{name}: credential removed from the store")
+    return code
 
 
 def _credentials_report(
@@ -460,7 +482,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "connections",
         "providers: credentials, settings, health",
         cmd_connections,
-        ["list", "add", "authorize", "set", "enable", "disable"],
+        ["list", "add", "authorize", "revoke", "set", "enable", "disable"],
     )
     connections.add_argument("connection", nargs="?", help="e.g. stripe_invoice")
     connections.add_argument("settings", nargs="*", help="with set: key=value ...")

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 from billbridge.activities.oauth import OAuthApp, OAuthGrant, exchange_code, oauth_client
 from billbridge.activities.providers import OAUTH_APPS, PROVIDERS
 from billbridge.activities.providers.base import ConnectionConfig
+from billbridge.activities.secrets import SecretBox
+from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
 
@@ -131,3 +133,15 @@ def authorize(
     config = ConnectionConfig(name, None, ConnectionSettings(), True, holder)
     PROVIDERS[name](settings, config).check_credentials()
     return OAuthGrant.from_json(holder.credential)
+
+
+def store_grant(store: Store, settings: Settings, name: str, grant: OAuthGrant) -> None:
+    """Seal the grant into the connection (its settings and enabled flag are kept)."""
+    row = store.get_connection(name)
+    store.upsert_connection(
+        name,
+        name,
+        enabled=row.enabled if row is not None else True,
+        credentials_ref=SecretBox.from_settings(settings).seal(grant.to_json(), name),
+        settings=row.settings if row is not None else ConnectionSettings().model_dump(mode="json"),
+    )

@@ -218,8 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         raise SystemExit(f"billbridge: {err}") from err
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The SDK logs every request at INFO; billbridge's own logs say what matters.
-    logging.getLogger("stripe").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # The SDKs log every request at INFO; billbridge's own logs say what matters.
+    for sdk in ("stripe", "httpx"):
+        logging.getLogger(sdk).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     code = args.func(args)
     # Leave without interpreter finalization: the Temporal SDK's Rust runtime can crash there
     # (`Fatal Python error: PyGILState_Release`, sdk-python #300) and turn a success into a

@@ -1,10 +1,12 @@
 """`billbridge demo`: the main job on the embedded defaults, checked end to end.
 
-Starts what the environment leaves unset (Temporal dev server, Stripe emulator), runs a worker in
-this process, seeds Stripe with products and customers, exports the sample invoices of
-starter/samples.py concurrently, reads every Stripe invoice back through the official SDK, prints
-a table (or JSON) and exits 0 only if every invoice ended as expected with Stripe's totals equal
-to the billing totals to the cent.
+Starts what the environment leaves unset (Temporal dev server, Stripe and QuickBooks emulators),
+runs a worker in this process, seeds Stripe with products and customers, authorizes QuickBooks
+through the real OAuth flow (the demo plays the browser) and seeds its items and customers,
+exports the sample invoices of starter/samples.py concurrently, reads every provider invoice back
+(Stripe through the official SDK, QuickBooks through its API), prints a table (or JSON) and exits
+0 only if every invoice ended as expected with the provider's totals equal to the billing totals
+to the cent.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from billbridge.starter.door import export_invoice
 from billbridge.starter.local_services import local_services
 from billbridge.starter.samples import DemoSpec, demo_catalog
 from billbridge.starter.seed import call_patiently, seed_catalog, seed_customer, stripe_client
+from billbridge.starter.seed_quickbooks import (
+    QUICKBOOKS_CONNECTION,
+    authorize_with_emulator,
+    quickbooks,
+    seed_quickbooks,
+)
 from billbridge.workers.client import connect
 from billbridge.workers.codec import load_codec
 from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_worker
@@ -36,14 +44,15 @@ from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_wo
 class DemoRow:
     invoice_id: str
     description: str
+    provider: str
     currency: str
     expected: str
     status: str
-    stripe_invoice_id: str
+    provider_invoice_id: str
     billing_total: str
-    stripe_total: str
+    provider_total: str
     billing_amount_due: str
-    stripe_amount_due: str
+    provider_amount_due: str
     ok: bool
     reason: str = ""
 
@@ -88,13 +97,18 @@ async def _run(settings: Settings) -> list[DemoRow]:
     ]
     store = Store(settings.database_url)
     stripe = stripe_client(settings.stripe_api_base, settings.stripe_api_key)
-    items = {line.item_id: line.item_name for spec in specs for line in spec.lines}
+    on_stripe = [spec for spec in specs if spec.provider == "stripe_invoice"]
+    items = {line.item_id: line.item_name for spec in on_stripe for line in spec.lines}
     await asyncio.to_thread(seed_catalog, stripe, store, items)
-    customers = {spec.customer_id: spec for spec in specs}
+    customers = {spec.customer_id: spec for spec in on_stripe}
     for spec in customers.values():
         await asyncio.to_thread(
             seed_customer, stripe, store, {**spec.build_customer(), "id": spec.customer_id}
         )
+    on_quickbooks = [spec for spec in specs if spec.provider == QUICKBOOKS_CONNECTION]
+    if on_quickbooks:
+        if not await asyncio.to_thread(_prepare_quickbooks, settings, store, on_quickbooks):
+            specs = on_stripe
 
     client = await connect(
         settings.temporal_address, settings.temporal_namespace, codec=load_codec(settings)
@@ -108,65 +122,92 @@ async def _run(settings: Settings) -> list[DemoRow]:
                 )
             )
     rows = [
-        await asyncio.to_thread(_check, stripe, spec, result)
+        await asyncio.to_thread(_check, settings, store, stripe, spec, result)
         for spec, result in zip(specs, results, strict=True)
     ]
     store.close()
     return rows
 
 
-def _check(stripe: Any, spec: DemoSpec, result: ExportResult) -> DemoRow:
+def _prepare_quickbooks(settings: Settings, store: Store, specs: list[DemoSpec]) -> bool:
+    """Authorize (against the emulator) and seed QuickBooks; False if it cannot be used."""
+    assert settings.quickbooks_api_base is not None
+    if "intuit.com" in settings.quickbooks_api_base:
+        print(
+            "QuickBooks: QUICKBOOKS_API_BASE is Intuit's; its invoices are left out of the demo",
+            file=sys.stderr,
+        )
+        return False
+    authorize_with_emulator(settings, store)
+    items = {line.item_id: line.item_name for spec in specs for line in spec.lines}
+    customers = {spec.customer_id: spec.build_customer() for spec in specs}
+    seed_quickbooks(settings, store, items, customers.values())
+    return True
+
+
+def _check(
+    settings: Settings, store: Store, stripe: Any, spec: DemoSpec, result: ExportResult
+) -> DemoRow:
     invoice = spec.build()
     row = DemoRow(
         invoice_id=spec.invoice_id,
         description=spec.description,
+        provider=spec.provider,
         currency=spec.currency,
         expected=spec.expected,
         status=result.status.value,
-        stripe_invoice_id=result.external_id,
+        provider_invoice_id=result.external_id,
         billing_total=invoice["total"],
-        stripe_total="",
+        provider_total="",
         billing_amount_due=invoice["amount_due"],
-        stripe_amount_due="",
+        provider_amount_due="",
         ok=result.status.value == spec.expected,
         reason=result.reason,
     )
-    if result.status == ExportStatus.EXPORTED:
-        # Read back from Stripe itself, not from what the export reported.
+    if result.status != ExportStatus.EXPORTED:
+        return row
+    # Read back from the provider itself, not from what the export reported.
+    if spec.provider == QUICKBOOKS_CONNECTION:
+        found_qb = quickbooks(settings, store).read_invoice(result.external_id)
+        row.provider_total = str(Decimal(str(found_qb["TotalAmt"])))
+        row.provider_amount_due = str(Decimal(str(found_qb["Balance"])))
+    else:
         found = call_patiently(lambda: stripe.v1.invoices.retrieve(result.external_id))
         # Below Stripe's minimum charge the amount due moves to the customer's balance
         # (ending_balance) and is collected on the next invoice: it is still due.
         carried = max(found.ending_balance or 0, 0) if found.amount_due == 0 else 0
-        row.stripe_total = str(from_minor(found.total, spec.currency))
-        row.stripe_amount_due = str(from_minor(found.amount_due + carried, spec.currency))
-        row.ok = row.ok and (
-            Decimal(row.stripe_total) == Decimal(row.billing_total)
-            and Decimal(row.stripe_amount_due) == Decimal(row.billing_amount_due)
-            and found.status == ("open" if found.amount_due else "paid")
-        )
+        row.provider_total = str(from_minor(found.total, spec.currency))
+        row.provider_amount_due = str(from_minor(found.amount_due + carried, spec.currency))
+        row.ok = row.ok and found.status == ("open" if found.amount_due else "paid")
+    row.ok = row.ok and (
+        Decimal(row.provider_total) == Decimal(row.billing_total)
+        and Decimal(row.provider_amount_due) == Decimal(row.billing_amount_due)
+    )
     return row
 
 
 def _print_table(rows: list[DemoRow]) -> None:
     headers = (
         "invoice",
+        "provider",
         "cur",
         "status",
-        "stripe invoice",
+        "provider invoice",
         "billing total",
-        "stripe total",
+        "provider total",
         "amount due",
         "ok",
     )
     table = [
         (
             r.invoice_id,
+            r.provider,
             r.currency,
             r.status,
-            r.stripe_invoice_id or "-",
+            r.provider_invoice_id or "-",
             r.billing_total,
-            r.stripe_total or "-",
-            f"{r.billing_amount_due}/{r.stripe_amount_due or '-'}",
+            r.provider_total or "-",
+            f"{r.billing_amount_due}/{r.provider_amount_due or '-'}",
             "yes" if r.ok else "NO",
         )
         for r in rows

@@ -644,6 +644,7 @@ class DemoSpec:
     memo: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     customer_name: str | None = None
+    provider: str = "stripe_invoice"  # the customer's payment_provider
 
     def build(self) -> dict[str, Any]:
         """The Orb invoice payload of this spec."""
@@ -667,10 +668,10 @@ class DemoSpec:
         )
 
     def build_customer(self, payment_provider_id: str | None = None) -> dict[str, Any]:
-        """The Orb customer this invoice belongs to (exported via ``stripe_invoice``)."""
+        """The Orb customer this invoice belongs to (exported via ``self.provider``)."""
         return build_customer(
             self.customer_id,
-            payment_provider="stripe_invoice",
+            payment_provider=self.provider,
             payment_provider_id=payment_provider_id,
             currency=self.currency,
             name=self.customer_name,
@@ -981,6 +982,39 @@ def demo_catalog() -> list[DemoSpec]:
         tax_rate=_d("5"),
     )
     add("chf-seats", "CHF seats", "CHF", "helvetia", [_fixed(_SEATS, "20", "18.50")])
+    # Customers on QuickBooks Online: the same invoice shapes, exported there.
+    add(
+        "qbo-usage",
+        "QuickBooks: usage with fractional quantities",
+        "USD",
+        "maple",
+        [
+            _line(_API, "1234567", "0.00015"),
+            _line(_STORAGE, "512.5", "0.023"),
+            _fixed(_SEATS, "4", "25"),
+        ],
+        provider="quickbooks",
+    )
+    add(
+        "qbo-discount-credits-tax",
+        "QuickBooks: discount, credits and tax as their own mapped lines",
+        "USD",
+        "maple",
+        [_line(_COMPUTE, "730.25", "0.0416"), _fixed(_PLATFORM, "1", "499")],
+        line_discount=LineDiscount(percentage=_d("0.10")),
+        credits=_d("50.00"),
+        tax_rate=_d("8.25"),
+        provider="quickbooks",
+    )
+    add(
+        "qbo-zero",
+        "QuickBooks: zero total is not exported",
+        "USD",
+        "maple",
+        [_line(_API, "0", "0.00015")],
+        expected="skipped_zero_total",
+        provider="quickbooks",
+    )
     return specs
 
 

@@ -188,3 +188,24 @@ async def wait_until_listed_as_waiting(client: Client, invoice_id: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{invoice_id} never listed as needing attention")
+
+
+@pytest.fixture
+def worker_process(settings: Settings, tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = process_env(settings)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "billbridge.workers.export_worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,10 +28,21 @@ from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.messages import ExportResult, ExportStatus
 from billbridge.emulators.quickbooks import Fault, QuickBooksEmulator
+from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.door import export_result, start_export, submit_invoice, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.workers.dev_server import DevServer, temporal_cli_path
-from conftest import CODEC_TEST_KEY, billbridge, process_env, wait_until_listed_as_waiting
+from conftest import (
+    CODEC_TEST_KEY,
+    StripeAccount,
+    billbridge,
+    finalized_invoices,
+    map_invoice_items,
+    process_env,
+    start_worker,
+    wait_for,
+    wait_until_listed_as_waiting,
+)
 
 CONNECTION = "quickbooks"
 LINES = [
@@ -174,6 +187,13 @@ async def test_authorize_with_the_cli_then_export(
     ]
     [create] = [r for r in qbo.requests() if r.method == "POST" and r.path.endswith("/invoice")]
     assert create.query.get("requestid", "").startswith("bb-")
+
+    # Disconnecting revokes the grant at QuickBooks and forgets it here.
+    revoked = billbridge(worker, "connections", "revoke", CONNECTION)
+    assert revoked.returncode == 0, revoked.stderr
+    assert not qbo.valid_refresh_tokens()
+    row = store.get_connection(CONNECTION)
+    assert row is not None and row.credentials_ref is None
 
 
 async def test_export_before_authorization_waits_and_completes_once_authorized(
@@ -374,3 +394,83 @@ def test_dry_run_prints_the_quickbooks_request_and_sends_nothing(
     )
     assert not [r for r in qbo.requests() if r.method == "POST"]
     assert not qbo.invoices()
+
+
+async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
+    client: Client,
+    store: Store,
+    settings: Settings,
+    qbo: QuickBooksEmulator,
+    books: Books,
+    worker_process: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    done = await asyncio.to_thread(authorize, settings)
+    assert done.returncode == 0, done.stderr
+    # QuickBooks takes 4 s over the create (and still creates the invoice, as it would for a
+    # client that vanished); the worker is killed while it waits.
+    qbo.add_fault(Fault(kind="delay", seconds=4.0, method="POST", path_prefix="/v3/"))
+    first = start_worker(settings, tmp_path / "worker-1.log")
+    worker_process.append(first)
+    invoice = submit_invoice(store, invoice_payload("inv_qb_crash"))
+    handle = await start_export(client, invoice.id, settings.task_queue)
+
+    def creating() -> bool:
+        return any(r.method == "POST" for r in qbo.requests() if r.path.endswith("/invoice"))
+
+    await wait_for(creating, within=60)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    await wait_for(lambda: len(ours(qbo, invoice.id)) == 1, within=10)
+
+    worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
+    result = await export_result(handle, invoice.id)
+    assert result.status == ExportStatus.EXPORTED, result.reason
+    [created] = ours(qbo, invoice.id)
+    assert result.external_id == created["Id"]
+    assert Decimal(str(created["TotalAmt"])) == Decimal(invoice_payload("inv_qb_crash")["total"])
+    record = store.get_export(invoice.id, CONNECTION)
+    assert record is not None and record.status == "exported"
+
+
+async def test_customers_on_different_providers_export_at_the_same_time(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    qbo: QuickBooksEmulator,
+    books: Books,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+) -> None:
+    done = await asyncio.to_thread(authorize, worker)
+    assert done.returncode == 0, done.stderr
+    map_invoice_items(stripe_account, store, build_invoice("x", "cust_1", "USD", LINES))
+    payloads = [
+        build_invoice(f"inv_mixed_{n}", customer, "USD", LINES)
+        for n, customer in enumerate(["cust_1", "cust_qb"] * 3)
+    ]
+    handles = []
+    for payload in payloads:
+        invoice = submit_invoice(store, payload)
+        handles.append((invoice.id, await start_export(client, invoice.id, worker.task_queue)))
+    results = {i: await export_result(h, i) for i, h in handles}
+    assert {r.status for r in results.values()} == {ExportStatus.EXPORTED}
+    for payload in payloads:
+        invoice_id = payload["id"]
+        if payload["customer"]["id"] == "cust_qb":
+            assert results[invoice_id].provider == CONNECTION
+            assert len(ours(qbo, invoice_id)) == 1
+        else:
+            assert results[invoice_id].provider == "stripe_invoice"
+            assert len(finalized_invoices(emulator, invoice_id)) == 1
+
+
+def test_cli_refuses_what_quickbooks_does_not_have(settings: Settings) -> None:
+    draft = billbridge(settings, "connections", "set", CONNECTION, "leave_as_draft=true")
+    assert draft.returncode == 2
+    assert "leave_as_draft: not a setting of quickbooks connections" in draft.stderr
+    api_key = billbridge(settings, "connections", "add", CONNECTION, "--api-key", "x")
+    assert api_key.returncode == 2
+    assert "billbridge connections authorize quickbooks" in api_key.stderr
+    stripe = billbridge(settings, "connections", "authorize", "stripe_invoice")
+    assert stripe.returncode == 2 and "takes an API key" in stripe.stderr

@@ -144,7 +144,8 @@ def test_demo_customers() -> None:
     assert {s.customer_id for s in CATALOG} == {c["id"] for c in customers}
     for raw in customers:
         customer = Customer.model_validate(raw)
-        assert customer.payment_provider == "stripe_invoice" and customer.exports_invoices
+        assert customer.payment_provider in ("stripe_invoice", "quickbooks")
+        assert customer.exports_invoices
     spec = CATALOG[0]
     linked = spec.build_customer(payment_provider_id="cus_Stripe123")
     assert linked["payment_provider_id"] == "cus_Stripe123" and linked["currency"] == spec.currency

@@ -11,13 +11,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from temporalio.client import Client
 
 from billbridge.activities.store import Store
@@ -31,30 +28,9 @@ from conftest import (
     StripeAccount,
     finalized_invoices,
     map_invoice_items,
-    process_env,
+    start_worker,
     wait_for,
 )
-
-
-@pytest.fixture
-def worker_process(settings: Settings, tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=20)
-
-
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = process_env(settings)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "billbridge.workers.export_worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def test_sigkill_mid_push_exports_exactly_once(

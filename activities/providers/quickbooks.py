@@ -377,6 +377,25 @@ class QuickBooksInvoiceProvider:
                     self._items[item_id] = now + ITEM_CACHE_SECONDS
         return {item_id: item_id for item_id in wanted}
 
+    # -- for seeding demos and reading results back (not part of the export interface) ----------
+
+    def ensure_item(self, name: str) -> str:
+        """The Id of the active Service item named `name`, created if there is none."""
+        found = self._query("looking up an item", "Item", f"Name = {_quote(name)}")
+        if found:
+            return str(found[0]["Id"])
+        created = self._call(
+            "creating an item",
+            "POST",
+            "item",
+            params={"requestid": request_id(name, "item")},
+            json_body={"Name": name[:100], "Type": "Service"},
+        )
+        return str(created["Item"]["Id"])
+
+    def read_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return dict(self._call("reading the invoice", "GET", f"invoice/{invoice_id}")["Invoice"])
+
     # -- plan (pure) ---------------------------------------------------------------------------
 
     def plan(
