@@ -31,6 +31,7 @@ from billbridge.emulators.quickbooks import Fault, QuickBooksEmulator
 from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.door import export_result, start_export, submit_invoice, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
+from billbridge.workers.codec import generate_key
 from billbridge.workers.dev_server import DevServer, temporal_cli_path
 from conftest import (
     CODEC_TEST_KEY,
@@ -474,3 +475,20 @@ def test_cli_refuses_what_quickbooks_does_not_have(settings: Settings) -> None:
     assert "billbridge connections authorize quickbooks" in api_key.stderr
     stripe = billbridge(settings, "connections", "authorize", "stripe_invoice")
     assert stripe.returncode == 2 and "takes an API key" in stripe.stderr
+
+
+def test_grant_sealed_with_another_key_is_a_clear_error(
+    store: Store, settings: Settings, qbo: QuickBooksEmulator
+) -> None:
+    done = authorize(settings)
+    assert done.returncode == 0, done.stderr
+    env = {**process_env(settings), "BILLBRIDGE_CODEC_KEY": generate_key()}
+    command = [sys.executable, "-c", "from billbridge.starter.cli import main; main()"]
+    listed = subprocess.run(
+        [*command, "connections", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    report = {c["connection"]: c for c in json.loads(listed.stdout)}[CONNECTION]
+    for field in ("credentials", "health"):
+        assert "which this process does not have" in report[field]
+        assert "BILLBRIDGE_CODEC_KEY" in report[field]

@@ -2,7 +2,8 @@
 exporter uses, stateful and close enough to the wire protocol that an httpx + authlib client
 written against Intuit's docs cannot tell.
 
-Usage (see ``emulator.QuickBooksEmulator``; ``Fault`` is the Stripe emulator's):
+Usage (see ``emulator.QuickBooksEmulator``; ``Fault`` is both emulators', from
+``billbridge.emulators.faults``):
 
 from billbridge.emulators.quickbooks import QuickBooksEmulator, Fault
 
@@ -13,8 +14,7 @@ with QuickBooksEmulator(requests_per_minute=None) as qbo:
     ...
 """
 
-from billbridge.emulators.stripe.faults import Fault, FaultKind
-
+from ..faults import Fault, FaultKind
 from .emulator import QuickBooksEmulator
 from .errors import QuickBooksError
 from .requestlog import LoggedRequest

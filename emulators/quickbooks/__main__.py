@@ -6,11 +6,9 @@ python -m billbridge.emulators.quickbooks --host 127.0.0.1 --port 12112 [--reque
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
+from ..serving import serve_until_signalled
 from . import QuickBooksEmulator
 from .api import endpoints
 from .emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REALM_ID
@@ -59,21 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         rotate_refresh_tokens=not args.no_rotate,
         requests_per_minute=args.requests_per_minute or None,
         retry_after_seconds=args.retry_after,
-    ).start()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(emulator.base_url, flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        emulator.stop()
-    return 0
+    )
+    return serve_until_signalled(emulator)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from types import TracebackType
 from typing import Any
 
-from billbridge.emulators.stripe.faults import Fault, FaultSet
-
+from ..serving import EmulatorService
 from .entities import Store
 from .oauth import OAuthServer
 from .ratelimit import MinuteWindow
@@ -20,7 +17,7 @@ DEFAULT_CLIENT_SECRET = "billbridge-emulator-secret"  # a well-known test value,
 DEFAULT_REALM_ID = "9130350000000001"
 
 
-class QuickBooksEmulator:
+class QuickBooksEmulator(EmulatorService[LoggedRequest]):
     """Serve Intuit's OAuth 2.0 endpoints and the Accounting API (v3) for one company
     (``realm_id``) on ``host:port`` from a daemon thread.
 
@@ -31,6 +28,8 @@ class QuickBooksEmulator:
     ``unique_doc_numbers`` refuses a DocNumber already used by another invoice (6140);
     ``auto_doc_numbers`` numbers invoices sent without a DocNumber (1001, 1002, ...).
     """
+
+    thread_name = "quickbooks-emulator"
 
     def __init__(
         self,
@@ -50,8 +49,8 @@ class QuickBooksEmulator:
         unique_doc_numbers: bool = True,
         auto_doc_numbers: bool = True,
     ) -> None:
-        self.host = host
-        self._requested_port = port
+        log = RequestLog()
+        super().__init__(host, port, log)
         self.realm_id = realm_id
         self.client_id = client_id
         self.client_secret = client_secret
@@ -69,8 +68,6 @@ class QuickBooksEmulator:
             unique_doc_numbers=unique_doc_numbers,
             auto_doc_numbers=auto_doc_numbers,
         )
-        self._faults = FaultSet()
-        self._log = RequestLog()
         self._requestids = RequestIdStore(request_id_ttl_seconds)
         self._limiter = MinuteWindow(requests_per_minute)
         self.core = ApiCore(
@@ -79,60 +76,14 @@ class QuickBooksEmulator:
             requestids=self._requestids,
             limiter=self._limiter,
             faults=self._faults,
-            log=self._log,
+            log=log,
             retry_after_seconds=retry_after_seconds,
         )
-        self._server: EmulatorHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- start, stop, port, base_url, faults and requests: see EmulatorService --------------
 
-    def start(self) -> QuickBooksEmulator:
-        if self._server is not None:
-            return self
-        server = EmulatorHTTPServer((self.host, self._requested_port), self.core)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"quickbooks-emulator:{server.server_address[1]}",
-            daemon=True,
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> QuickBooksEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("QuickBooksEmulator is not running; call start() first")
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return f"http://{host}:{self.port}"
+    def _make_server(self, address: tuple[str, int]) -> EmulatorHTTPServer:
+        return EmulatorHTTPServer(address, self.core)
 
     # -- OAuth control -------------------------------------------------------------------------
 
@@ -206,23 +157,7 @@ class QuickBooksEmulator:
         with self.store.lock:
             return self.store.rows("Item")
 
-    # -- requests and faults -----------------------------------------------------------------------
-
-    def requests(self) -> list[LoggedRequest]:
-        return self._log.snapshot()
-
-    def clear_requests(self) -> None:
-        self._log.clear()
-
-    def add_fault(self, fault: Fault) -> None:
-        self._faults.add(fault)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-
-    def faults(self) -> list[dict[str, Any]]:
-        """Armed faults with their ``remaining`` counts."""
-        return self._faults.armed()
+    # -- reset -------------------------------------------------------------------------------------
 
     def reset(self) -> None:
         """Back to the just-started state: no objects, tokens, codes, saved requestids, logged

@@ -11,6 +11,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from ..decimals import decimal_text
+
 
 class BodyError(ValueError):
     """The request body is not the JSON (or text) the endpoint needs."""
@@ -28,16 +30,6 @@ def loads(data: bytes) -> Any:
         )
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BodyError(str(exc)) from exc
-
-
-def decimal_text(value: Decimal) -> str:
-    """Plain notation, no trailing zeros: 12.50 -> "12.5", 100.00 -> "100", -0 -> "0"."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if text in ("-0", ""):
-        text = "0"
-    return text
 
 
 def _encode(obj: Any, out: list[str]) -> None:

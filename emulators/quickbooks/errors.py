@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..serving import retry_after_text
+
 BUSINESS_VALIDATION = "A business validation error has occurred"
 
 
@@ -210,7 +212,3 @@ def for_status(status: int, message: str | None = None) -> QuickBooksError:
     if message is not None:
         err.message = message
     return err
-
-
-def retry_after_text(seconds: float) -> str:
-    return str(int(seconds)) if seconds == int(seconds) else str(seconds)

@@ -13,7 +13,8 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from . import encoding, errors, values
+from ..decimals import decimal_text
+from . import errors, values
 
 FIRST_DOC_NUMBER = 1001  # UNCONFIRMED: where QuickBooks' automatic invoice numbering starts
 MAX_DOC_NUMBER = 21
@@ -80,7 +81,7 @@ def _sales_line(line: dict[str, Any], items: dict[str, dict[str, Any]]) -> tuple
         else None
     )
     if qty is not None and unit is not None and _line_amount(qty, unit) != amount:
-        raise errors.amount_mismatch(encoding.decimal_text(amount))
+        raise errors.amount_mismatch(decimal_text(amount))
     values.iso_date(detail, "ServiceDate")
     return stored, amount
 

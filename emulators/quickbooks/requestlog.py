@@ -7,9 +7,10 @@ usable credential (logs get printed on failure): the Authorization header and an
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ..requestlog import RequestLog as SharedRequestLog
 
 SECRET_KEYS = frozenset(
     {"token", "code", "refresh_token", "access_token", "client_secret", "id_token"}
@@ -64,19 +65,5 @@ class LoggedRequest:
         return asdict(self)
 
 
-class RequestLog:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: list[LoggedRequest] = []
-
-    def append(self, entry: LoggedRequest) -> None:
-        with self._lock:
-            self._entries.append(entry)
-
-    def snapshot(self) -> list[LoggedRequest]:
-        with self._lock:
-            return list(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+class RequestLog(SharedRequestLog[LoggedRequest]):
+    """The requests received (secrets redacted), in arrival order."""

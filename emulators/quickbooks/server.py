@@ -16,18 +16,15 @@ Pipeline for ``/v3/`` and ``/oauth2/`` requests, in order:
 from __future__ import annotations
 
 import secrets
-import socket
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from billbridge.emulators.stripe.faults import Fault, FaultSet
-
+from ..faults import FaultSet, Firing
+from ..serving import TrackingHTTPServer, injected_reply
 from . import api, encoding, errors
 from .entities import Store
 from .oauth import OAuthServer
@@ -44,6 +41,11 @@ FAULTABLE_PREFIXES = ("/v3/", "/oauth2/")
 
 def fault_reply(err: errors.QuickBooksError) -> Reply:
     return json_reply(err.status, err.body(), err.headers)
+
+
+def _fault_reply(status: int, message: str | None) -> Reply:
+    """An injected status on the Accounting API: the QuickBooks Fault for that status."""
+    return fault_reply(errors.for_status(status, message))
 
 
 def _oauth_error_reply(status: int, message: str | None) -> Reply:
@@ -125,43 +127,23 @@ class ApiCore:
             at=time.time(),
             intuit_tid=tid,
         )
-        fired: list[str] = []
-        delay: Fault | None = None
-        fault: Fault | None = None
-        if path.startswith(FAULTABLE_PREFIXES):
-            delay, fault = self.faults.take(method, path)
-
-        def apply_delay() -> None:
-            nonlocal delay
-            if delay is not None:
-                fired.append("delay")
-                seconds, delay = delay.seconds, None
-                self._sleep(seconds)
+        faultable = path.startswith(FAULTABLE_PREFIXES)
+        taken = self.faults.take(method, path) if faultable else (None, None)
+        firing = Firing(*taken, sleep=self._sleep)
 
         def finish(reply: Reply) -> Reply:
-            apply_delay()
+            firing.apply_delay()
             if reply.body:
                 reply.headers.setdefault("Content-Type", JSON_CONTENT_TYPE)
             reply.headers["intuit_tid"] = tid
-            entry.status = 0 if reply.drop and "drop" in fired else reply.status
-            entry.fault = "+".join(fired) or None
+            firing.record(entry, reply.status, reply.drop)
             self.log.append(entry)
             return reply
 
-        if fault is not None and fault.kind == "drop":
-            apply_delay()
-            fired.append("drop")
-            return finish(Reply(0, drop=True))
-        if fault is not None and fault.kind == "status":
-            apply_delay()
-            fired.append("status")
-            if path.startswith("/oauth2/"):
-                reply = _oauth_error_reply(fault.status, fault.message)
-            else:
-                reply = fault_reply(errors.for_status(fault.status, fault.message))
-            if fault.retry_after is not None:
-                reply.headers["Retry-After"] = errors.retry_after_text(fault.retry_after)
-            return finish(reply)
+        fault = firing.instead()
+        if fault is not None:
+            oauth = path.startswith("/oauth2/")
+            return finish(injected_reply(fault, _oauth_error_reply if oauth else _fault_reply))
 
         if path == AUTHORIZE_PATH:
             reply = self.oauth.authorize(params) if method == "GET" else self._not_allowed(path)
@@ -169,17 +151,16 @@ class ApiCore:
             if method != "POST":
                 reply = self._not_allowed(path, "POST")
             else:
-                apply_delay()
+                firing.apply_delay()
                 endpoint = self.oauth.token if path == TOKEN_PATH else self.oauth.revoke
                 reply = endpoint(headers, body)
         elif path.startswith("/v3/"):
             reply, entry.replayed = self._accounting(
-                method, path, params, headers, body, apply_delay
+                method, path, params, headers, body, firing.apply_delay
             )
         else:
             reply = fault_reply(errors.unsupported_operation(404, f"No resource at {path}"))
-        if fault is not None and fault.kind == "drop_after":
-            fired.append("drop_after")
+        if firing.drop_after():
             reply.drop = True
         return finish(reply)
 
@@ -248,80 +229,9 @@ class ApiCore:
         return reply, False
 
 
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class EmulatorHTTPServer(TrackingHTTPServer):
+    """Every request goes to ``core``."""
 
     def __init__(self, address: tuple[str, int], core: ApiCore) -> None:
         self.core = core
-        self._conn_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        super().__init__(address, _Handler)
-
-    # Open connections are tracked so stop() can cut keep-alive clients loose at once.
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conn_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle on, the body would wait for the
-    # client's delayed ACK (~40 ms per request on keep-alive connections).
-    disable_nagle_algorithm = True
-    server_version = "nginx"
-    sys_version = ""
-    timeout = 120
-    server: EmulatorHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet; the request log is available through the emulator
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.core.handle(method, self.path, headers, body)
-        if reply.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
+        super().__init__(address, core.handle)

@@ -6,11 +6,9 @@ python -m billbridge.emulators.stripe --host 127.0.0.1 --port 12111 [--rate-limi
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
+from ..serving import serve_until_signalled
 from . import StripeEmulator
 from .api import endpoints
 
@@ -43,21 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         max_lines_per_add_lines=args.max_lines_per_add_lines,
         idempotency_ttl_seconds=args.idempotency_ttl,
         api_keys=args.api_key,
-    ).start()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(emulator.base_url, flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        emulator.stop()
-    return 0
+    )
+    return serve_until_signalled(emulator)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from . import errors, money
+from ..decimals import decimal_text
+from . import errors
 from .base import (
     Obj,
     StoreBase,
@@ -137,7 +138,7 @@ class CatalogMixin(StoreBase):
                 if unit_dec is not None and unit_dec == unit_dec.to_integral()
                 else None
             ),
-            "unit_amount_decimal": money.format_decimal(unit_dec) if unit_dec is not None else None,
+            "unit_amount_decimal": decimal_text(unit_dec) if unit_dec is not None else None,
         }
         return price, new_product
 

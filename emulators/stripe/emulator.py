@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
-from .faults import Fault, FaultSet
+from ..serving import EmulatorService
 from .idempotency import IdempotencyStore
 from .ratelimit import RateLimiter
 from .requestlog import LoggedRequest, RequestLog
@@ -15,7 +13,7 @@ from .server import ApiCore, EmulatorHTTPServer
 from .state import Store
 
 
-class StripeEmulator:
+class StripeEmulator(EmulatorService[LoggedRequest]):
     """Serve a Stripe-compatible /v1 API (customers, products, prices, invoice items, invoices)
     on ``host:port`` from a daemon thread.
 
@@ -24,6 +22,8 @@ class StripeEmulator:
     models Stripe Search's eventual consistency (objects become searchable only after that
     delay; default 0 = immediately).
     """
+
+    thread_name = "stripe-emulator"
 
     def __init__(
         self,
@@ -37,11 +37,9 @@ class StripeEmulator:
         api_keys: Iterable[str] | None = None,
         search_visibility_delay_seconds: float = 0.0,
     ) -> None:
-        self.host = host
-        self._requested_port = port
+        log = RequestLog()
+        super().__init__(host, port, log)
         self.store = Store(max_invoice_items, search_visibility_delay_seconds)
-        self._faults = FaultSet()
-        self._log = RequestLog()
         self._idempotency = IdempotencyStore(idempotency_ttl_seconds)
         self._limiter = RateLimiter(rate_limit_per_second)
         self.core = ApiCore(
@@ -49,79 +47,17 @@ class StripeEmulator:
             idempotency=self._idempotency,
             limiter=self._limiter,
             faults=self._faults,
-            log=self._log,
+            log=log,
             api_keys=frozenset(api_keys) if api_keys is not None else None,
             max_lines_per_add_lines=max_lines_per_add_lines,
         )
-        self._server: EmulatorHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- start, stop, port, base_url, faults and requests: see EmulatorService --------------
 
-    def start(self) -> StripeEmulator:
-        if self._server is not None:
-            return self
-        server = EmulatorHTTPServer((self.host, self._requested_port), self.core, self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"stripe-emulator:{server.server_address[1]}",
-            daemon=True,
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> StripeEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("StripeEmulator is not running; call start() first")
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return f"http://{host}:{self.port}"
+    def _make_server(self, address: tuple[str, int]) -> EmulatorHTTPServer:
+        return EmulatorHTTPServer(address, self.core, self)
 
     # -- control -----------------------------------------------------------------------------
-
-    def add_fault(self, fault: Fault) -> None:
-        self._faults.add(fault)
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-
-    def faults(self) -> list[dict[str, Any]]:
-        """Armed faults with their ``remaining`` counts."""
-        return self._faults.armed()
-
-    def requests(self) -> list[LoggedRequest]:
-        return self._log.snapshot()
-
-    def clear_requests(self) -> None:
-        self._log.clear()
 
     def expire_idempotency_keys(self) -> None:
         self._idempotency.expire_all()

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from ..decimals import decimal_text
 from . import errors, money
 from .base import (
     DEFAULT_CURRENCY,
@@ -150,12 +151,12 @@ class ItemsMixin(CatalogMixin, CustomersMixin):
                     {"price": price_id, "product": product_id} if price_id is not None else None
                 ),
                 "type": "price_details",
-                "unit_amount_decimal": money.format_decimal(unit),
+                "unit_amount_decimal": decimal_text(unit),
             },
             "proration": False,
             "proration_details": {"discount_amounts": []},
             "quantity": money.truncate_quantity(quantity),
-            "quantity_decimal": money.format_decimal(quantity),
+            "quantity_decimal": decimal_text(quantity),
             "tax_rates": [],
             "test_clock": None,
         }

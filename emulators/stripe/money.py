@@ -46,16 +46,6 @@ def line_amount(unit_amount_decimal: Decimal, quantity: Decimal) -> int:
     return int((unit_amount_decimal * quantity).quantize(Decimal(1), rounding=LINE_AMOUNT_ROUNDING))
 
 
-def format_decimal(value: Decimal) -> str:
-    """Render a Decimal the way Stripe renders decimal strings: no exponent, no trailing zeros."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if text in ("-0", ""):
-        text = "0"
-    return text
-
-
 def truncate_quantity(quantity: Decimal) -> int:
     """The integer ``quantity`` field: "with any decimal precision truncated"."""
     return int(quantity)

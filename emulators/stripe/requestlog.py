@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from ..requestlog import RequestLog as SharedRequestLog
 
 
 @dataclass
@@ -24,19 +25,5 @@ class LoggedRequest:
         return asdict(self)
 
 
-class RequestLog:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: list[LoggedRequest] = []
-
-    def append(self, entry: LoggedRequest) -> None:
-        with self._lock:
-            self._entries.append(entry)
-
-    def snapshot(self) -> list[LoggedRequest]:
-        with self._lock:
-            return list(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+class RequestLog(SharedRequestLog[LoggedRequest]):
+    """The /v1 requests received, in arrival order."""

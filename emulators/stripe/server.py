@@ -18,19 +18,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import socket
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from ..faults import Fault, FaultSet, Firing
+from ..serving import Reply, TrackingHTTPServer, injected_reply
 from . import api, errors
-from .faults import Fault, FaultSet
 from .forms import FormError, decode
 from .idempotency import (
     MAX_KEY_LENGTH,
@@ -45,14 +42,6 @@ from .state import Store, new_id
 
 DEFAULT_API_VERSION = "2026-10-28.endive"
 TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    drop: bool = False
 
 
 def _json(obj: Any) -> bytes:
@@ -152,41 +141,25 @@ class ApiCore:
             at=time.time(),
             request_id=request_id,
         )
-        fired: list[str] = []
-        delay, fault = self.faults.take(method, path)
-
-        def apply_delay() -> None:
-            nonlocal delay
-            if delay is not None:
-                fired.append("delay")
-                seconds, delay = delay.seconds, None
-                self._sleep(seconds)
+        firing = Firing(*self.faults.take(method, path), sleep=self._sleep)
 
         def finish(reply: Reply) -> Reply:
-            apply_delay()
+            firing.apply_delay()
             reply.headers.setdefault("Content-Type", "application/json")
             reply.headers["Request-Id"] = request_id
             reply.headers["Stripe-Version"] = headers.get("stripe-version") or DEFAULT_API_VERSION
             reply.headers.setdefault("Cache-Control", "no-cache, no-store")
             reply.headers.setdefault("Access-Control-Allow-Origin", "*")
-            entry.status = 0 if reply.drop and "drop" in fired else reply.status
-            entry.fault = "+".join(fired) or None
+            firing.record(entry, reply.status, reply.drop)
             self.log.append(entry)
             return reply
 
-        if fault is not None and fault.kind == "drop":
-            apply_delay()
-            fired.append("drop")
-            return finish(Reply(0, drop=True))
-        if fault is not None and fault.kind == "status":
-            apply_delay()
-            fired.append("status")
-            injected = errors.for_status(fault.status, fault.message)
-            reply = self._error_reply(injected, request_id)
-            if fault.retry_after is not None:
-                ra = fault.retry_after
-                reply.headers["Retry-After"] = str(int(ra)) if ra == int(ra) else str(ra)
-            return finish(reply)
+        def injected_error(status: int, message: str | None) -> Reply:
+            return self._error_reply(errors.for_status(status, message), request_id)
+
+        fault = firing.instead()
+        if fault is not None:
+            return finish(injected_reply(fault, injected_error))
 
         try:
             api_key = self._authenticate(headers)
@@ -260,7 +233,7 @@ class ApiCore:
                 self.idempotency.abandon(api_key, idem_key)
             return finish(self._error_reply(err, request_id))
 
-        apply_delay()
+        firing.apply_delay()
         call = api.Call(ids, coerced, self.max_lines_per_add_lines)
         try:
             with self.store.lock:
@@ -279,8 +252,7 @@ class ApiCore:
                 SavedResponse(reply.status, reply.body, dict(reply.headers), request_id),
             )
             reply.headers.update(extra)
-        if fault is not None and fault.kind == "drop_after":
-            fired.append("drop_after")
+        if firing.drop_after():
             reply.drop = True
         return finish(reply)
 
@@ -298,93 +270,20 @@ class Admin(Protocol):
     def expire_idempotency_keys(self) -> None: ...
 
 
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class EmulatorHTTPServer(TrackingHTTPServer):
+    """The /v1 API (``core``) plus the /_emulator/ admin surface (``admin``)."""
 
     def __init__(self, address: tuple[str, int], core: ApiCore, admin: Admin) -> None:
         self.core = core
         self.admin = admin
-        self._conn_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        super().__init__(address, _Handler)
+        super().__init__(address, self._answer)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conn_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            conns = list(self._connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
-    # delayed ACK (~40 ms a request on keep-alive connections).
-    disable_nagle_algorithm = True
-    server_version = "nginx"
-    sys_version = ""
-    timeout = 120
-    server: EmulatorHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet; the request log is available through the API
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _dispatch(self, method: str) -> None:
-        body = self._read_body()
-        if urlsplit(self.path).path.startswith("/_emulator/"):
-            status, payload = _admin(self.server.admin, method, urlsplit(self.path).path, body)
-            self._send(Reply(status, {"Content-Type": "application/json"}, _json(payload)))
-            return
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.core.handle(method, self.path, headers, body)
-        if reply.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        self._send(reply)
-
-    def _send(self, reply: Reply) -> None:
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
+    def _answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        path = urlsplit(target).path
+        if path.startswith("/_emulator/"):
+            status, payload = _admin(self.admin, method, path, body)
+            return Reply(status, {"Content-Type": "application/json"}, _json(payload))
+        return self.core.handle(method, target, headers, body)
 
 
 def _admin(admin: Admin, method: str, path: str, body: bytes) -> tuple[int, Any]:
