@@ -13,12 +13,14 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, ClassVar, Generic, Self, TypeVar
+
+from billbridge.core.lifecycle import Service
 
 from .faults import Fault, FaultSet
 from .requestlog import RequestLog
@@ -144,7 +146,7 @@ class ReplyHandler(BaseHTTPRequestHandler):
         self.wfile.write(reply.body)
 
 
-class EmulatorService(ABC, Generic[EntryT]):
+class EmulatorService(Service, Generic[EntryT]):
     """Serve an emulator on ``host:port`` (port 0: any free one) from a daemon thread, with
     the controls every emulator gives tests: injected faults and the log of requests.
 
@@ -191,17 +193,6 @@ class EmulatorService(ABC, Generic[EntryT]):
         if thread is not None:
             thread.join(timeout=5)
         self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

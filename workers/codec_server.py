@@ -24,12 +24,12 @@ import threading
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
+from billbridge.core.lifecycle import Service
 from billbridge.workers.codec import TOKEN_ENV
 
 __all__ = ["MAX_BODY_BYTES", "CodecServer"]
@@ -39,7 +39,7 @@ ALLOW_HEADERS = "content-type,x-namespace,authorization"
 log = logging.getLogger("billbridge.codec_server")
 
 
-class CodecServer:
+class CodecServer(Service):
     """An HTTP codec endpoint in a daemon thread; stop() (or context exit) ends it."""
 
     def __init__(
@@ -86,17 +86,6 @@ class CodecServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> CodecServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _handler_for(owner: CodecServer) -> type[BaseHTTPRequestHandler]:

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 
+from billbridge.core.lifecycle import Service
 from billbridge.workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
 
 
@@ -66,7 +66,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-class DevServer:
+class DevServer(Service):
     """A `temporal server start-dev` child process; stop() ends it (also on context exit)."""
 
     def __init__(
@@ -166,14 +166,3 @@ class DevServer:
             process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
-
-    def __enter__(self) -> DevServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
