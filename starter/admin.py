@@ -398,6 +398,9 @@ def _list_connections(
             {
                 "connection": name,
                 "enabled": row.enabled if row is not None else True,
+                # Connected: it has credentials to use (stored, or the environment's default).
+                "connected": bool(row is not None and row.credentials_ref)
+                or name not in OAUTH_APPS,
                 **_credentials_report(name, row, activities),
                 "health": health,
                 "settings": row.settings

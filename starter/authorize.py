@@ -94,7 +94,13 @@ def authorize(
         variable = f"{name.upper()}_CLIENT_ID and {name.upper()}_CLIENT_SECRET"
         raise AuthorizationFailed(f"set {variable} to the OAuth client of your {name} app")
     received, done = _Callback(), threading.Event()
-    server = _callback_server(received, done, port)
+    try:
+        server = _callback_server(received, done, port)
+    except OSError as err:
+        raise AuthorizationFailed(
+            f"cannot listen for the callback on 127.0.0.1:{port} ({err.strerror}); pick another "
+            "--port and register http://localhost:PORT/callback with the app"
+        ) from err
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.daemon = True
     thread.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -154,7 +155,7 @@ async def test_authorize_with_the_cli_then_export(
 ) -> None:
     listed = json.loads(billbridge(worker, "connections", "list").stdout)
     before = next(c for c in listed if c["connection"] == CONNECTION)
-    assert before["credentials"].startswith("not authorized")
+    assert before["credentials"].startswith("not authorized") and not before["connected"]
     assert "not authorized" in before["health"]
 
     done = await asyncio.to_thread(authorize, worker)
@@ -170,7 +171,7 @@ async def test_authorize_with_the_cli_then_export(
 
     listed = json.loads(billbridge(worker, "connections", "list").stdout)
     after = next(c for c in listed if c["connection"] == CONNECTION)
-    assert after["credentials"] == "OAuth grant sealed in the store"
+    assert after["credentials"] == "OAuth grant sealed in the store" and after["connected"]
     assert after["health"] == "credentials accepted"
     assert after["company_id"] == qbo.realm_id and after["access_token_expires_at"]
 
@@ -475,6 +476,12 @@ def test_cli_refuses_what_quickbooks_does_not_have(settings: Settings) -> None:
     assert "billbridge connections authorize quickbooks" in api_key.stderr
     stripe = billbridge(settings, "connections", "authorize", "stripe_invoice")
     assert stripe.returncode == 2 and "takes an API key" in stripe.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = billbridge(settings, "connections", "authorize", CONNECTION, "--port", port)
+    assert busy.returncode == 1 and f"127.0.0.1:{port}" in busy.stderr
 
 
 def test_grant_sealed_with_another_key_is_a_clear_error(
