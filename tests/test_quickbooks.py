@@ -34,6 +34,7 @@ from billbridge.starter.door import export_result, start_export, submit_invoice,
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.workers.codec import generate_key
 from billbridge.workers.dev_server import DevServer, temporal_cli_path
+from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
 from conftest import (
     CODEC_TEST_KEY,
     StripeAccount,
@@ -409,21 +410,27 @@ async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
 ) -> None:
     done = await asyncio.to_thread(authorize, settings)
     assert done.returncode == 0, done.stderr
-    # QuickBooks takes 4 s over the create (and still creates the invoice, as it would for a
+    # QuickBooks takes 8 s over the create (and still creates the invoice, as it would for a
     # client that vanished); the worker is killed while it waits.
-    qbo.add_fault(Fault(kind="delay", seconds=4.0, method="POST", path_prefix="/v3/"))
+    qbo.add_fault(Fault(kind="delay", seconds=8.0, method="POST", path_prefix="/v3/"))
     first = start_worker(settings, tmp_path / "worker-1.log")
     worker_process.append(first)
     invoice = submit_invoice(store, invoice_payload("inv_qb_crash"))
     handle = await start_export(client, invoice.id, settings.task_queue)
 
-    def creating() -> bool:
-        return any(r.method == "POST" for r in qbo.requests() if r.path.endswith("/invoice"))
-
-    await wait_for(creating, within=60)
+    # The push step makes the create its first write, within moments of starting; 2 s into
+    # the step the worker is inside that 8 s request.
+    for _ in range(600):
+        progress = await handle.query(ExportInvoiceWorkflow.progress)
+        if progress.step == ExportStatus.PUSHING:
+            break
+        await asyncio.sleep(0.1)
+    assert progress.step == ExportStatus.PUSHING
+    await asyncio.sleep(2.0)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    await wait_for(lambda: len(ours(qbo, invoice.id)) == 1, within=10)
+    assert not ours(qbo, invoice.id), "killed before QuickBooks answered the create"
+    await wait_for(lambda: len(ours(qbo, invoice.id)) == 1, within=15)
 
     worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
     result = await export_result(handle, invoice.id)
@@ -431,6 +438,9 @@ async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
     [created] = ours(qbo, invoice.id)
     assert result.external_id == created["Id"]
     assert Decimal(str(created["TotalAmt"])) == Decimal(invoice_payload("inv_qb_crash")["total"])
+    # The retry found the invoice by its DocNumber and marker before writing anything.
+    creates = [r for r in qbo.requests() if r.method == "POST" and r.path.endswith("/invoice")]
+    assert len(creates) == 1
     record = store.get_export(invoice.id, CONNECTION)
     assert record is not None and record.status == "exported"
 
