@@ -102,6 +102,15 @@ class ProviderRateLimited(ExportError):
         self.retry_after = retry_after
 
 
+def retry_after(value: str | None, default: timedelta) -> timedelta:
+    """A Retry-After header in seconds (the form providers send); `default` when absent or
+    unreadable, so a rate limit is never retried at once."""
+    try:
+        return timedelta(seconds=max(float(value), 0.0)) if value else default
+    except ValueError:
+        return default
+
+
 class ProviderUnavailable(ExportError):
     """5xx, timeouts, dropped connections, lock conflicts. Retried with back-off."""
 

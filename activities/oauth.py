@@ -233,9 +233,7 @@ class TokenKeeper:
         with self._lock:
             grant = self._current()
             if grant.access_token == rejected_access_token:
-                self._adopt_stored()
-                grant = self._current()
-            if grant.access_token == rejected_access_token:
+                # _refresh adopts a fresh grant another keeper stored meanwhile, if there is one.
                 grant = self._refresh(grant)
             return grant.access_token
 

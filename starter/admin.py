@@ -256,21 +256,22 @@ def cmd_connections(args: argparse.Namespace) -> int:
         row = store.get_connection(args.connection)
         if args.action == "revoke":
             return _revoke(args.connection, store, settings, row)
-        if args.action == "authorize" or (args.action == "add" and args.connection in OAUTH_APPS):
-            if args.connection not in OAUTH_APPS:
-                print(
-                    f"billbridge: {args.connection} takes an API key: "
-                    f"`billbridge connections add {args.connection} --api-key-env VAR`",
-                    file=sys.stderr,
-                )
-                return 2
-            if args.action == "add":
-                print(
-                    f"billbridge: {args.connection} is authorized with OAuth: "
-                    f"`billbridge connections authorize {args.connection}`",
-                    file=sys.stderr,
-                )
-                return 2
+        oauth = args.connection in OAUTH_APPS
+        if args.action == "authorize" and not oauth:
+            print(
+                f"billbridge: {args.connection} takes an API key: "
+                f"`billbridge connections add {args.connection} --api-key-env VAR`",
+                file=sys.stderr,
+            )
+            return 2
+        if args.action == "add" and oauth:
+            print(
+                f"billbridge: {args.connection} is authorized with OAuth: "
+                f"`billbridge connections authorize {args.connection}`",
+                file=sys.stderr,
+            )
+            return 2
+        if args.action == "authorize":
             code = _authorize(args, store, settings)
             if code:
                 return code

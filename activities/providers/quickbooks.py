@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from billbridge.activities.errors import (
-    ExportError,
     ProviderAuthFailed,
     ProviderCustomerMissing,
     ProviderItemMissing,
@@ -36,6 +35,7 @@ from billbridge.activities.errors import (
     ProviderRejected,
     ProviderUnavailable,
     TotalMismatch,
+    retry_after,
 )
 from billbridge.activities.oauth import OAuthApp, OAuthEndpoints, TokenKeeper
 from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
@@ -272,19 +272,16 @@ class QuickBooksInvoiceProvider:
         status = response.status_code
         text = f"QuickBooks {doing}: {message or status}"
         if status == 429:
-            return self._raise(ProviderRateLimited(text, _retry_after(response)))
+            wait = retry_after(response.headers.get("Retry-After"), DEFAULT_RETRY_AFTER)
+            raise ProviderRateLimited(text, wait)
         if status in (401, 403) or kind in ("AuthenticationFault", "AuthorizationFault"):
-            return self._raise(ProviderAuthFailed(f"{text}; {REAUTHORIZE}"))
+            raise ProviderAuthFailed(f"{text}; {REAUTHORIZE}")
         if status >= 500 or kind == "SystemFault" or (status == 200 and body is None):
-            return self._raise(ProviderUnavailable(text))
+            raise ProviderUnavailable(text)
         if kind or status >= 400:  # ValidationFault, possibly with HTTP 200
-            return self._raise(QuickBooksFault(text, code))
+            raise QuickBooksFault(text, code)
         assert isinstance(body, dict)
         return body
-
-    @staticmethod
-    def _raise(err: ExportError) -> dict[str, Any]:
-        raise err
 
     def _query(self, doing: str, entity: str, where: str) -> list[dict[str, Any]]:
         """Every row of `select * from entity where ...`, page by page."""
@@ -520,11 +517,3 @@ class QuickBooksInvoiceProvider:
             if candidate.get("PrivateNote") == marker:
                 return candidate
         return None
-
-
-def _retry_after(response: httpx.Response) -> timedelta:
-    value = response.headers.get("Retry-After")
-    try:
-        return timedelta(seconds=max(float(value), 0.0)) if value else DEFAULT_RETRY_AFTER
-    except ValueError:
-        return DEFAULT_RETRY_AFTER

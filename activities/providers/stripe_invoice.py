@@ -32,6 +32,7 @@ from billbridge.activities.errors import (
     ProviderRejected,
     ProviderUnavailable,
     TotalMismatch,
+    retry_after,
 )
 from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
 from billbridge.activities.providers.lines import ExportLine, InvoiceBreakdown
@@ -217,7 +218,9 @@ def translate_stripe_error(err: stripe.StripeError, doing: str) -> ExportError:
     message = f"Stripe {doing}: {err.user_message or err}"
     if isinstance(err, stripe.RateLimitError):
         # A 429 with code lock_timeout is an object lock, not a rate limit; both pass with time.
-        return ProviderRateLimited(message, _retry_after(err))
+        headers = err.headers or {}
+        value = headers.get("Retry-After") or headers.get("retry-after")
+        return ProviderRateLimited(message, retry_after(value, DEFAULT_RETRY_AFTER))
     if isinstance(err, stripe.APIConnectionError):
         return ProviderUnavailable(message)
     if isinstance(err, stripe.AuthenticationError | stripe.PermissionError):
@@ -230,15 +233,6 @@ def translate_stripe_error(err: stripe.StripeError, doing: str) -> ExportError:
     if status >= 500 or status in (0, 409):
         return ProviderUnavailable(message)
     return ProviderRejected(message)
-
-
-def _retry_after(err: stripe.StripeError) -> timedelta:
-    headers = err.headers or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return timedelta(seconds=max(float(value), 0.0)) if value else DEFAULT_RETRY_AFTER
-    except ValueError:
-        return DEFAULT_RETRY_AFTER
 
 
 def _carried_to_balance(invoice: Any, plan: StripePlan) -> int:
