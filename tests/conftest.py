@@ -28,7 +28,7 @@ from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
 from billbridge.workers.codec import EncryptionCodec, generate_key, load_codec
-from billbridge.workers.dev_server import DevServer
+from billbridge.workers.dev_server import DevServer, temporal_cli_path
 from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_worker
 
 STRIPE_TEST_KEY = "sk_test_billbridge_tests"
@@ -151,10 +151,42 @@ def process_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def billbridge(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = process_env(settings)
-    command = [sys.executable, "-c", "from billbridge.starter.cli import main; main()", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+# The `billbridge` CLI of this interpreter (the console script may not be on PATH).
+BILLBRIDGE_CLI = (sys.executable, "-c", "from billbridge.starter.cli import main; main()")
+
+
+def billbridge(
+    settings: Settings, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with `settings`; `env` overrides variables of its environment."""
+    return subprocess.run(
+        [*BILLBRIDGE_CLI, *args],
+        env={**process_env(settings), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def workflow_show(address: str, workflow_id: str) -> subprocess.CompletedProcess[str]:
+    """`temporal workflow show --output json`: the history exactly as an operator sees it."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [
+            temporal_cli_path(),
+            "workflow",
+            "show",
+            "--output",
+            "json",
+            "--workflow-id",
+            workflow_id,
+            "--address",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def finalized_invoices(emulator: StripeEmulator, invoice_id: str) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import stat
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -39,8 +38,8 @@ from billbridge.workers.codec import (
     load_codec,
 )
 from billbridge.workers.codec_server import CodecServer
-from billbridge.workers.dev_server import DevServer, temporal_cli_path
-from conftest import StripeAccount
+from billbridge.workers.dev_server import DevServer
+from conftest import StripeAccount, workflow_show
 
 UI_ORIGIN = "http://127.0.0.1:8233"
 USAGE = [
@@ -288,23 +287,7 @@ async def test_history_seen_by_temporal_cli_holds_only_ciphertext(
 ) -> None:
     invoice_id = "inv_cipher_only"
     result = await _export(client, store, worker, invoice_id)
-    show = await asyncio.to_thread(
-        subprocess.run,
-        [
-            temporal_cli_path(),
-            "workflow",
-            "show",
-            "--output",
-            "json",
-            "--workflow-id",
-            f"export-invoice/{invoice_id}",
-            "--address",
-            temporal_server.address,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    show = await workflow_show(temporal_server.address, f"export-invoice/{invoice_id}")
     assert show.returncode == 0, show.stderr
     history = _strip_search_attributes(json.loads(show.stdout))
     payloads = _payloads(history)

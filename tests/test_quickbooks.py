@@ -12,7 +12,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -33,9 +32,10 @@ from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.door import export_result, start_export, submit_invoice, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.workers.codec import generate_key
-from billbridge.workers.dev_server import DevServer, temporal_cli_path
+from billbridge.workers.dev_server import DevServer
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
 from conftest import (
+    BILLBRIDGE_CLI,
     CODEC_TEST_KEY,
     StripeAccount,
     billbridge,
@@ -45,6 +45,7 @@ from conftest import (
     start_worker,
     wait_for,
     wait_until_listed_as_waiting,
+    workflow_show,
 )
 
 CONNECTION = "quickbooks"
@@ -98,18 +99,8 @@ def books(qbo: QuickBooksEmulator, store: Store) -> Books:
 
 def authorize(settings: Settings) -> subprocess.CompletedProcess[str]:
     """`billbridge connections authorize quickbooks`, with a client in the browser's place."""
-    command = [
-        sys.executable,
-        "-c",
-        "from billbridge.starter.cli import main; main()",
-        "connections",
-        "authorize",
-        CONNECTION,
-        "--port",
-        "0",
-        "--timeout",
-        "60",
-    ]
+    options = ["--port", "0", "--timeout", "60"]
+    command = [*BILLBRIDGE_CLI, "connections", "authorize", CONNECTION, *options]
     process = subprocess.Popen(
         command,
         env=process_env(settings),
@@ -347,23 +338,7 @@ async def test_history_holds_no_token_and_no_email(
     result = await export(client, store, worker, "inv_qb_history")
     assert result.status == ExportStatus.EXPORTED, result.reason
     grant = stored_grant(store)
-    show = await asyncio.to_thread(
-        subprocess.run,
-        [
-            temporal_cli_path(),
-            "workflow",
-            "show",
-            "--output",
-            "json",
-            "--workflow-id",
-            "export-invoice/inv_qb_history",
-            "--address",
-            temporal_server.address,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    show = await workflow_show(temporal_server.address, "export-invoice/inv_qb_history")
     assert show.returncode == 0, show.stderr
     # The CLI prints event types as EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED (or, in other
     # versions, WorkflowExecutionCompleted): either way, the whole history was read.
@@ -499,10 +474,12 @@ def test_grant_sealed_with_another_key_is_a_clear_error(
 ) -> None:
     done = authorize(settings)
     assert done.returncode == 0, done.stderr
-    env = {**process_env(settings), "BILLBRIDGE_CODEC_KEY": generate_key()}
-    command = [sys.executable, "-c", "from billbridge.starter.cli import main; main()"]
-    listed = subprocess.run(
-        [*command, "connections", "list"], env=env, capture_output=True, text=True, timeout=60
+    listed = billbridge(
+        settings,
+        "connections",
+        "list",
+        env={"BILLBRIDGE_CODEC_KEY": generate_key()},
+        timeout=60,
     )
     assert listed.returncode == 0, listed.stderr
     report = {c["connection"]: c for c in json.loads(listed.stdout)}[CONNECTION]
