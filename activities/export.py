@@ -1,7 +1,7 @@
 """The export steps as activities: small methods on a class that holds the store and providers.
 
 Each step loads what it needs from the store by id (history carries ids only), does its I/O, and
-turns every failure into a Temporal error whose retry decision is made in activities/errors.py.
+turns every failure into a Temporal error whose retry decision is made in core/errors.py.
 Every failed attempt is also written to the store (export_attempts), so nothing fails silently.
 """
 
@@ -15,14 +15,6 @@ from typing import Any, ParamSpec, TypeVar
 
 from temporalio import activity
 
-from billbridge.activities.errors import (
-    ConnectionDisabled,
-    ExportError,
-    InvalidInvoice,
-    ProviderCustomerMissing,
-    UnknownCustomer,
-    UnmappedItems,
-)
 from billbridge.activities.providers import PROVIDERS, ProviderFactory
 from billbridge.activities.providers.base import (
     ConnectionConfig,
@@ -31,15 +23,24 @@ from billbridge.activities.providers.base import (
     PushContext,
     check_plan,
 )
-from billbridge.activities.providers.lines import (
+from billbridge.activities.secrets import SecretBox
+from billbridge.activities.store import Store
+from billbridge.core import activity_names as names
+from billbridge.core.breakdown import (
     InvoiceBreakdown,
     InvoiceInconsistent,
     break_down,
 )
-from billbridge.activities.secrets import SecretBox
-from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
+from billbridge.core.errors import (
+    ConnectionDisabled,
+    ExportError,
+    InvalidInvoice,
+    ProviderCustomerMissing,
+    UnknownCustomer,
+    UnmappedItems,
+)
 from billbridge.core.messages import (
     CustomerLinkResult,
     Decision,
@@ -53,7 +54,6 @@ from billbridge.core.messages import (
 )
 from billbridge.core.models import EXPORTABLE_PROVIDERS, Invoice, LineItem
 from billbridge.core.money import InexactAmountError
-from billbridge.workflows import activity_names as names
 
 LINE_PAGE = 1000  # lines read from the store per query
 DEFAULT_ITEM = "*"  # mapping key of a connection's default item

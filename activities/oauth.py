@@ -31,7 +31,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from authlib.integrations.httpx_client import OAuth2Client
 
-from billbridge.activities.errors import ProviderAuthFailed, ProviderUnavailable
+from billbridge.core.errors import ProviderAuthFailed, ProviderUnavailable
 
 MAX_REFRESH_MARGIN = 300.0  # seconds before expiry at which a token is refreshed
 TOKEN_TIMEOUT = 30.0

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pydantic
 
-from billbridge.activities.errors import ExportError
 from billbridge.activities.export import ExportActivities
 from billbridge.activities.oauth import OAuthGrant, revoke_grant
 from billbridge.activities.providers import OAUTH_APPS, PROVIDERS
@@ -32,6 +31,7 @@ from billbridge.activities.secrets import SecretBox, SecretError
 from billbridge.activities.store import ConnectionRow, Store
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
+from billbridge.core.errors import ExportError
 from billbridge.core.models import EXPORTABLE_PROVIDERS, format_validation_error
 from billbridge.starter.door import retry_waiting_exports
 from billbridge.workers.client import connect

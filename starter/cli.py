@@ -113,8 +113,8 @@ async def _export(args: argparse.Namespace) -> int:
 
 def _dry_run(store: Any, settings: Settings, invoice_id: str) -> int:
     """Print the exact provider requests, writing nothing."""
-    from billbridge.activities.errors import ExportError
     from billbridge.activities.export import ExportActivities
+    from billbridge.core.errors import ExportError
     from billbridge.core.messages import ExportStatus
 
     activities = ExportActivities(store, settings)

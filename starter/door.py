@@ -24,6 +24,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from billbridge.activities.store import InvoiceConflictError, Store
+from billbridge.core.breakdown import InvoiceInconsistent, break_down
 from billbridge.core.messages import ExportInvoiceInput, ExportResult, ExportStatus
 from billbridge.core.models import (
     Customer,
@@ -31,6 +32,7 @@ from billbridge.core.models import (
     format_validation_error,
     parse_invoice_payload,
 )
+from billbridge.core.money import InexactAmountError
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow, workflow_id
 from billbridge.workflows.search_attributes import EXPORT_STATUS, INVOICE_ID
 
@@ -40,15 +42,26 @@ class InvalidPayload(ValueError):
 
 
 def parse_invoice(payload: Any) -> Invoice:
-    """An Orb invoice, bare or inside its `invoice.issued` webhook envelope."""
+    """An Orb invoice, bare or inside its `invoice.issued` webhook envelope, that can export.
+
+    Besides the model's field rules, every consistency rule the export applies (the lines add
+    up to the total, adjustments to the adjusted subtotals, ...) runs here, so an invoice that
+    could never export is refused before anything is stored, and its corrected version can be
+    submitted under the same id.
+    """
     if not isinstance(payload, str | bytes | dict):
         raise InvalidPayload("invalid invoice: expected a JSON object (an Orb invoice)")
     try:
-        return parse_invoice_payload(payload)
+        invoice = parse_invoice_payload(payload)
     except json.JSONDecodeError as err:
         raise InvalidPayload(f"invalid invoice: not JSON: {err}") from err
     except pydantic.ValidationError as err:
         raise InvalidPayload("invalid invoice: " + format_validation_error(err)) from err
+    try:
+        break_down(invoice, invoice.line_items)
+    except (InvoiceInconsistent, InexactAmountError) as err:
+        raise InvalidPayload(f"invalid invoice: {err}") from err
+    return invoice
 
 
 def parse_customers(payload: Any) -> list[Customer]:

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import stripe
 
-from billbridge.activities.providers.lines import adjustment_key
 from billbridge.activities.store import Store
+from billbridge.core.breakdown import adjustment_key
 from billbridge.starter.door import parse_customers
 
 STRIPE_CONNECTION = "stripe_invoice"

@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 
-from billbridge.activities.errors import ExportError
 from billbridge.activities.export import ExportActivities
-from billbridge.activities.providers.lines import adjustment_key
 from billbridge.activities.providers.quickbooks import QuickBooksInvoiceProvider
 from billbridge.activities.store import Store
+from billbridge.core.breakdown import adjustment_key
 from billbridge.core.config import Settings
+from billbridge.core.errors import ExportError
 from billbridge.starter.authorize import authorize, store_grant
 from billbridge.starter.door import parse_customers
 from billbridge.starter.seed import ADJUSTMENT_KINDS

@@ -16,7 +16,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from billbridge.activities.errors import NEEDS_ATTENTION, NON_RETRYABLE
+    from billbridge.core import activity_names as names
+    from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE
     from billbridge.core.messages import (
         CustomerLinkResult,
         Decision,
@@ -30,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         RecordInput,
         StepInput,
     )
-    from billbridge.workflows import activity_names as names
     from billbridge.workflows.search_attributes import (
         CUSTOMER_ID,
         EXPORT_STATUS,
@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # NON_RETRYABLE: the error types activities raise for problems a retry cannot fix; NEEDS_ATTENTION:
-# those a person can fix, which wait instead of failing. Both are decided in activities/errors.py
+# those a person can fix, which wait instead of failing. Both are decided in core/errors.py
 # (a pure module); anything else -- rate limits, 5xx, timeouts, a dead worker -- is retried.
 # Marks histories written since exports wait for fixes (see _fail_or_wait).
 NEEDS_ATTENTION_PATCH = "needs-attention"

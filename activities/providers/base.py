@@ -12,10 +12,10 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from billbridge.activities.errors import TotalMismatch
 from billbridge.activities.oauth import GrantStore
-from billbridge.activities.providers.lines import InvoiceBreakdown
+from billbridge.core.breakdown import InvoiceBreakdown
 from billbridge.core.connections import ConnectionSettings
+from billbridge.core.errors import TotalMismatch
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Customer, Invoice
 

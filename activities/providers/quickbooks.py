@@ -27,7 +27,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from billbridge.activities.errors import (
+from billbridge.activities.oauth import OAuthApp, OAuthEndpoints, TokenKeeper
+from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
+from billbridge.core.config import Settings
+from billbridge.core.errors import (
     ProviderAuthFailed,
     ProviderCustomerMissing,
     ProviderItemMissing,
@@ -37,10 +41,6 @@ from billbridge.activities.errors import (
     TotalMismatch,
     retry_after,
 )
-from billbridge.activities.oauth import OAuthApp, OAuthEndpoints, TokenKeeper
-from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
-from billbridge.activities.providers.lines import ExportLine, InvoiceBreakdown
-from billbridge.core.config import Settings
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Customer, Invoice
 from billbridge.core.money import from_minor, minor_unit_exponent

@@ -22,7 +22,11 @@ from typing import Any
 
 import stripe
 
-from billbridge.activities.errors import (
+from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
+from billbridge.core.config import Settings
+from billbridge.core.connections import ConnectionSettings
+from billbridge.core.errors import (
     ExportError,
     ProviderAuthFailed,
     ProviderCustomerMissing,
@@ -34,10 +38,6 @@ from billbridge.activities.errors import (
     TotalMismatch,
     retry_after,
 )
-from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
-from billbridge.activities.providers.lines import ExportLine, InvoiceBreakdown
-from billbridge.core.config import Settings
-from billbridge.core.connections import ConnectionSettings
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Customer, Invoice
 from billbridge.core.money import from_minor

@@ -99,6 +99,13 @@ def break_down(invoice: Invoice, line_items: Iterable[LineItem]) -> InvoiceBreak
             else subtotal
         )
         amount = to_minor(item.amount, currency)
+        if item.quantity < 0 and subtotal > 0:
+            # A negative quantity can only bill a negative (or zero) amount at a non-negative
+            # unit price; providers would otherwise receive 1 x the amount, hiding the sign.
+            raise InvoiceInconsistent(
+                f"{where}.quantity: {item.quantity} is negative but {where}.subtotal "
+                f"({item.subtotal}) is positive"
+            )
         credits = to_minor(item.credits_applied, currency)
         partial = to_minor(item.partially_invoiced_amount, currency)
         if adjusted - credits - partial != amount:
