@@ -8,11 +8,15 @@ Every failed attempt is also written to the store (export_attempts), so nothing 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+import sqlalchemy.exc
 from temporalio import activity
 
 from billbridge.activities.providers import PROVIDERS, ProviderFactory
@@ -34,10 +38,13 @@ from billbridge.core.breakdown import (
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import (
+    UNEXPECTED_ERROR_ATTEMPTS,
     ConnectionDisabled,
     ExportError,
     InvalidInvoice,
+    PlanChanged,
     ProviderCustomerMissing,
+    UnexpectedError,
     UnknownCustomer,
     UnmappedItems,
 )
@@ -47,7 +54,10 @@ from billbridge.core.messages import (
     ExportInvoiceInput,
     ExportStatus,
     MappingResult,
+    Prepared,
+    PrepareInput,
     PushInput,
+    PushPlanInput,
     PushResult,
     RecordInput,
     StepInput,
@@ -62,8 +72,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# Unexpected errors that are passing conditions, not bugs: the store or the network being away
+# for a while. They are retried for as long as they last, like a provider's 5xx.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
 def _step(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Record each failed attempt in the store and raise it with its retry decision."""
+    """Record each failed attempt in the store and raise it with its retry decision.
+
+    An unexpected error (a bug) is retried a few times, then raised as UnexpectedError, which
+    waits as needs attention with the error text instead of retrying every minute forever.
+    """
 
     def decorate(method: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(method)
@@ -72,23 +97,54 @@ def _step(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 return method(*args, **kwargs)
             except ExportError as err:
-                _note_attempt(self, request, step, f"{err.type_name}: {err}")
+                _note_attempt(self, request, step, f"{err.type_name}: {err}", err.provider)
                 raise err.to_application_error() from err
-            except Exception as err:  # unexpected: retried, and recorded so it is not silent
-                _note_attempt(self, request, step, f"{type(err).__name__}: {err}")
-                raise
+            except Exception as err:
+                text = f"{type(err).__name__}: {err}"
+                _note_attempt(self, request, step, text)
+                attempt = activity.info().attempt
+                if isinstance(err, TRANSIENT_ERRORS) or attempt < UNEXPECTED_ERROR_ATTEMPTS:
+                    raise
+                raise UnexpectedError(
+                    f"step {step} failed {attempt} times in a row with {text}; once the cause "
+                    "is fixed (and deployed), `billbridge attention retry` resumes the export"
+                ).to_application_error() from err
 
         return wrapper
 
     return decorate
 
 
-def _note_attempt(activities: Any, request: Any, step: str, error: str) -> None:
+def _note_attempt(activities: Any, request: Any, step: str, error: str, provider: str = "") -> None:
     try:
-        provider = getattr(request, "provider", "") or "none"
+        provider = provider or getattr(request, "provider", "") or "none"
         activities.store.add_attempt(request.invoice_id, provider, step, error[:2000])
     except Exception:  # the store being down must not hide the original error
         activity.logger.exception("could not record the failed attempt")
+
+
+def plan_digest(plan: Plan) -> str:
+    """A fingerprint of the exact requests a plan makes: what was checked is what is pushed."""
+    text = json.dumps(plan.requests(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PreparedExport:
+    """What an export would do, computed by the one path the prepare step and `export
+    --dry-run` share: the decision and, when it exports, the checked plan."""
+
+    decision: Decision
+    plan: Plan | None = None
+    provider_customer_id: str = ""
+    # How the provider customer was found: "payment_provider_id", "stored link", or (dry runs)
+    # what create_missing_customers would do at push time.
+    customer_source: str = ""
+
+
+# The id a dry run shows for a customer that the export would find by e-mail or create.
+CUSTOMER_FOUND_OR_CREATED_AT_PUSH = "{customer found by e-mail or created at push}"
+PLAN_CACHE_SIZE = 256  # checked plans kept per worker for the push step
 
 
 @dataclass(frozen=True)
@@ -147,6 +203,7 @@ class ExportActivities:
         self._providers: dict[str, tuple[object, InvoiceProvider, ConnectionConfig]] = {}
         self._lock = threading.Lock()
         self._secrets: SecretBox | None = None
+        self._plans: OrderedDict[tuple[str, str], Plan] = OrderedDict()
 
     def provider_and_config(
         self, name: str, connection_id: str
@@ -185,12 +242,26 @@ class ExportActivities:
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
+            self.prepare_export,
+            self.push_planned_invoice,
+            # The steps of workflows that started before the one-pass export.
             self.decide_export,
             self.lookup_mappings,
             self.link_customer,
             self.push_invoice,
             self.record_export,
         ]
+
+    def _remember_plan(self, invoice_id: str, digest: str, plan: Plan) -> None:
+        with self._lock:
+            self._plans[(invoice_id, digest)] = plan
+            self._plans.move_to_end((invoice_id, digest))
+            while len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+
+    def _take_plan(self, invoice_id: str, digest: str) -> Plan | None:
+        with self._lock:
+            return self._plans.pop((invoice_id, digest), None)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -250,7 +321,136 @@ class ExportActivities:
             raise _unmapped_error(invoice, lines, missing)
         return {key: found.get(key) or str(default) for key in keys}
 
+    def provider_customer(
+        self,
+        decision: Decision,
+        provider: InvoiceProvider,
+        config: ConnectionConfig,
+        *,
+        write: bool,
+    ) -> tuple[str, str]:
+        """The provider customer an export links to, and where it came from.
+
+        The billing customer's own payment_provider_id wins, else the link stored earlier;
+        either is checked at the provider. Without one (or when it is gone) and with
+        create_missing_customers, the customer is found by e-mail or created -- only when
+        `write`; a dry run shows that this would happen.
+        """
+        customer = self.store.get_customer(decision.customer_id)
+        if customer is None:
+            raise UnknownCustomer(f"customer {decision.customer_id} is unknown to billbridge")
+        stored = self.store.get_customer_link(decision.connection_id, customer.id)
+        known = customer.payment_provider_id or stored
+        if known:
+            try:
+                provider.check_customer(known)
+                source = "payment_provider_id" if customer.payment_provider_id else "stored link"
+                if write and stored != known:
+                    self.store.link_customer(decision.connection_id, customer.id, known)
+                return known, source
+            except ProviderCustomerMissing:
+                if not config.settings.create_missing_customers:
+                    raise
+        if not write:
+            return (
+                CUSTOMER_FOUND_OR_CREATED_AT_PUSH,
+                "create_missing_customers: found by e-mail or created when the export runs",
+            )
+        # Looked up by e-mail, else created (idempotently, keyed by the billing id).
+        provider_customer_id = provider.find_or_create_customer(customer)
+        self.store.link_customer(decision.connection_id, customer.id, provider_customer_id)
+        return provider_customer_id, "found by e-mail or created"
+
+    def prepare(
+        self, invoice: Invoice, lines: list[LineItem], now: float, *, write: bool
+    ) -> PreparedExport:
+        """Decide, map, link, plan and check: everything before the provider write.
+
+        The prepare step runs it on the stored invoice (`write`: it may create and link the
+        provider customer); `export --dry-run` on the submitted one, writing nothing.
+        """
+        decision = self.decide_invoice(invoice)
+        if decision.status != ExportStatus.RECEIVED:
+            return PreparedExport(decision)
+        try:
+            provider, config = self.provider_and_config(decision.provider, decision.connection_id)
+            breakdown = self.breakdown(invoice, lines)
+            mappings = self.mapped_items(decision.connection_id, invoice, lines, breakdown)
+            resolved = provider.resolve_items(set(mappings.values()))
+            items = {key: resolved[item] for key, item in mappings.items()}
+            customer_id, source = self.provider_customer(decision, provider, config, write=write)
+            plan = provider.plan(invoice, breakdown, items, customer_id, now)
+            check_plan(plan, breakdown)
+        except ExportError as err:
+            raise _located(err, decision.provider, decision.customer_id) from None
+        return PreparedExport(decision, plan, customer_id, source)
+
     # -- steps -----------------------------------------------------------------------------------
+
+    @activity.defn(name=names.PREPARE_EXPORT)
+    @_step("prepare")
+    def prepare_export(self, request: PrepareInput) -> Prepared:
+        invoice, lines = self.load_invoice(request.invoice_id)
+        prepared = self.prepare(invoice, lines, request.push_started_at, write=True)
+        if prepared.plan is None:  # zero total, not exported: recorded here, nothing to push
+            decision = prepared.decision
+            self._record(
+                RecordInput(
+                    invoice_id=invoice.id,
+                    provider=decision.provider or "none",
+                    status=decision.status,
+                    billing_total=decision.billing_total,
+                    error=decision.reason,
+                )
+            )
+            return Prepared(decision=decision)
+        digest = plan_digest(prepared.plan)
+        self._remember_plan(invoice.id, digest, prepared.plan)
+        return Prepared(
+            decision=prepared.decision,
+            provider_customer_id=prepared.provider_customer_id,
+            plan_digest=digest,
+        )
+
+    @activity.defn(name=names.PUSH_PLANNED_INVOICE)
+    @_step("push")
+    def push_planned_invoice(self, request: PushPlanInput) -> PushResult:
+        """Write the plan the prepare step checked, then record the export."""
+        plan = self._take_plan(request.invoice_id, request.plan_digest)
+        if plan is None:  # another worker prepared it, or this one restarted: plan again
+            plan, _ = self.plan(
+                request.invoice_id,
+                request.provider,
+                request.connection_id,
+                request.provider_customer_id,
+                request.push_started_at,
+            )
+            if plan_digest(plan) != request.plan_digest:
+                raise PlanChanged(
+                    f"invoice {request.invoice_id}: what would be written to {request.provider} "
+                    "changed since it was checked (a mapping or the connection changed); "
+                    "planning again"
+                )
+        result = self._push(
+            plan,
+            PushInput(
+                invoice_id=request.invoice_id,
+                provider=request.provider,
+                connection_id=request.connection_id,
+                provider_customer_id=request.provider_customer_id,
+                push_started_at=request.push_started_at,
+            ),
+        )
+        self._record(
+            RecordInput(
+                invoice_id=request.invoice_id,
+                provider=request.provider,
+                status=ExportStatus.EXPORTED,
+                billing_total=request.billing_total,
+                push=result,
+            )
+        )
+        return result
 
     @activity.defn(name=names.DECIDE)
     @_step("decide")
@@ -258,10 +458,19 @@ class ExportActivities:
         return self.decide(request.invoice_id)
 
     def decide(self, invoice_id: str) -> Decision:
-        """Zero total? Which provider? Pure store reads, also used by `export --dry-run`."""
         invoice = self.store.get_invoice_header(invoice_id)
         if invoice is None:
             raise InvalidInvoice(f"invoice {invoice_id} is not in billbridge's store")
+        return self.decide_invoice(invoice)
+
+    def decide_invoice(self, invoice: Invoice) -> Decision:
+        """Zero total? Which provider? Store reads only; errors carry the customer's id."""
+        try:
+            return self._decide(invoice)
+        except ExportError as err:
+            raise _located(err, "", invoice.customer.id) from None
+
+    def _decide(self, invoice: Invoice) -> Decision:
         decision = Decision(
             invoice_id=invoice.id,
             customer_id=invoice.customer.id,
@@ -315,9 +524,13 @@ class ExportActivities:
             )
         _, config = self.provider_and_config(provider, provider)
         if not config.enabled:
-            raise ConnectionDisabled(
-                f"connection {provider} is disabled; `billbridge connections enable {provider}` "
-                "lets this export go on"
+            raise _located(
+                ConnectionDisabled(
+                    f"connection {provider} is disabled; `billbridge connections enable "
+                    f"{provider}` lets this export go on"
+                ),
+                provider,
+                customer.id,
             )
         skip = _skipped_by_connection(invoice, config)
         if skip:
@@ -330,10 +543,15 @@ class ExportActivities:
             or config.settings.create_missing_customers
         )
         if not can_link:
-            raise ProviderCustomerMissing(
-                f"customer {customer.id} has payment_provider {provider!r} but no "
-                "payment_provider_id; set it with `billbridge customers upsert`, or let the "
-                "connection find or create it (connections set ... create_missing_customers=true)"
+            raise _located(
+                ProviderCustomerMissing(
+                    f"customer {customer.id} has payment_provider {provider!r} but no "
+                    "payment_provider_id; set it with `billbridge customers upsert`, or let the "
+                    "connection find or create it (connections set ... "
+                    "create_missing_customers=true)"
+                ),
+                provider,
+                customer.id,
             )
         return decision.model_copy(update={"provider": provider, "connection_id": provider})
 
@@ -383,6 +601,10 @@ class ExportActivities:
             request.provider_customer_id,
             request.push_started_at,
         )
+        return self._push(plan, request)
+
+    def _push(self, plan: Plan, request: PushInput) -> PushResult:
+        """The provider write: resumes from what an earlier attempt wrote."""
         record = self.store.get_export(request.invoice_id, request.provider)
 
         def remember(external_id: str) -> None:
@@ -408,6 +630,9 @@ class ExportActivities:
     @activity.defn(name=names.RECORD_EXPORT)
     @_step("record")
     def record_export(self, request: RecordInput) -> None:
+        self._record(request)
+
+    def _record(self, request: RecordInput) -> None:
         fields: dict[str, object] = {
             "status": request.status.value,
             "billing_total": request.billing_total,
@@ -451,3 +676,10 @@ def _unmapped_error(invoice: Invoice, lines: list[LineItem], missing: list[str])
         f"invoice {invoice.id} has {len(missing)} unmapped item(s): {', '.join(described)}; "
         "map each with `billbridge mappings set`"
     )
+
+
+def _located(err: ExportError, provider: str, customer_id: str) -> ExportError:
+    """The error with the connection and customer it concerns filled in (when not set)."""
+    err.provider = err.provider or provider
+    err.customer_id = err.customer_id or customer_id
+    return err

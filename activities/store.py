@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Text, event, update
+from sqlalchemy import Boolean, DateTime, Text, delete, event, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import registry
@@ -787,6 +787,18 @@ class Store:
         values = {name: _coerce_export_value(name, value) for name, value in fields.items()}
         now = _utcnow()
         with self._write() as session:
+            if "status" in values:
+                # An invoice has one current export. A wait recorded earlier under another
+                # connection (or under "none", when the failing step had not yet routed the
+                # invoice) is over once the export moves on: it must not linger in the
+                # attention list. Rows that hold a provider object are kept for the audit.
+                session.execute(
+                    delete(ExportRecordTable)
+                    .where(col(ExportRecordTable.invoice_id) == invoice_id)
+                    .where(col(ExportRecordTable.provider) != provider)
+                    .where(col(ExportRecordTable.status) == "needs_attention")
+                    .where(col(ExportRecordTable.external_id).is_(None))
+                )
             self._upsert(
                 session,
                 ExportRecordTable,
@@ -831,6 +843,33 @@ class Store:
                 )
             ).all()
             return [_export_row(rec) for rec in recs]
+
+    def waiting_invoice_ids(
+        self, *, connection_id: str | None = None, customer_ids: Iterable[str] | None = None
+    ) -> list[str]:
+        """Invoices whose export needs attention, on one connection or of some customers.
+
+        What a fix can concern: a mapping or credential fix, the exports waiting on that
+        connection; a customer fix, that customer's exports (whatever they wait on, including
+        those that failed before being routed to a connection).
+        """
+        query = select(ExportRecordTable.invoice_id).where(
+            ExportRecordTable.status == "needs_attention"
+        )
+        if connection_id is not None:
+            query = query.where(ExportRecordTable.provider == connection_id)
+        with self._read() as session:
+            if customer_ids is None:
+                return sorted(set(session.exec(query).all()))
+            query = query.join(
+                InvoiceTable, col(InvoiceTable.id) == col(ExportRecordTable.invoice_id)
+            )
+            found: set[str] = set()
+            for chunk in _chunks(sorted(set(customer_ids))):
+                found.update(
+                    session.exec(query.where(col(InvoiceTable.customer_id).in_(chunk))).all()
+                )
+            return sorted(found)
 
     def add_attempt(self, invoice_id: str, provider: str, step: str, error: str) -> None:
         """Append a failed-attempt entry (audit trail of retries)."""

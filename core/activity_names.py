@@ -9,3 +9,9 @@ LOOKUP_MAPPINGS = "lookup_mappings"
 LINK_CUSTOMER = "link_customer"
 PUSH_INVOICE = "push_invoice"
 RECORD_EXPORT = "record_export"
+
+# Since the one-pass export (workflow patch "one-pass-export"): decide, map, link, plan and check
+# in one step, then push and record in one more. The five above stay registered for workflows
+# that started before it.
+PREPARE_EXPORT = "prepare_export"
+PUSH_PLANNED_INVOICE = "push_planned_invoice"

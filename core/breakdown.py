@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from billbridge.core.models import Invoice, LineItem
-from billbridge.core.money import to_minor
+from billbridge.core.money import from_minor, to_minor
 
 
 def adjustment_key(kind: str) -> str:
@@ -202,8 +202,8 @@ def _invoice_level_line(invoice: Invoice, residual: int) -> ExportLine:
     else:
         raise InvoiceInconsistent(
             f"total: {invoice.total} differs from the sum of line_items[].amount (and tax) by "
-            f"{residual} minor units of {invoice.currency}, and no invoice-level discount, "
-            "minimum or maximum explains it"
+            f"{from_minor(residual, invoice.currency)} {invoice.currency}, and no invoice-level "
+            "discount, minimum or maximum explains it"
         )
     return ExportLine(
         ref=f"invoice/{kind}",

@@ -11,13 +11,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import ClassVar
 
+from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 
 class ExportError(Exception):
-    """Base of billbridge's export errors; `type_name` is the Temporal error type."""
+    """Base of billbridge's export errors; `type_name` is the Temporal error type.
+
+    `provider` and `customer_id`, when the step that raised knew them, travel with the error
+    (as its details) so that an export that waits for a fix is listed under the right
+    connection and customer, and a fix signals exactly the exports it concerns.
+    """
 
     retryable: ClassVar[bool] = False
+    provider: str = ""
+    customer_id: str = ""
 
     @property
     def type_name(self) -> str:
@@ -26,10 +34,29 @@ class ExportError(Exception):
     def to_application_error(self) -> ApplicationError:
         return ApplicationError(
             str(self),
+            ErrorContext(provider=self.provider, customer_id=self.customer_id).model_dump(),
             type=self.type_name,
             non_retryable=not self.retryable,
             next_retry_delay=getattr(self, "retry_after", None),
         )
+
+
+class ErrorContext(BaseModel):
+    """The details of an export error's ApplicationError: where it happened."""
+
+    provider: str = ""
+    customer_id: str = ""
+
+    @classmethod
+    def of(cls, error: ApplicationError) -> ErrorContext:
+        """The context an error carries; empty for errors raised before it existed."""
+        details = error.details
+        if details and isinstance(details[0], dict):
+            try:
+                return cls.model_validate(details[0])
+            except ValueError:
+                pass
+        return cls()
 
 
 # --- never retried: a person or the billing system must change something ---------------------
@@ -75,6 +102,17 @@ class ProviderLimitExceeded(ExportError):
     """The invoice exceeds a hard limit of the provider that consolidation cannot meet."""
 
 
+class UnexpectedError(ExportError):
+    """A step failed the same unexpected way (a bug such as a KeyError) several attempts in a
+    row. Retrying every minute forever would only fill the attempts table: the export waits
+    with the error text until the fix is deployed and `billbridge attention retry` resumes it."""
+
+
+class PlanChanged(ExportError):
+    """What push would write differs from the plan that was checked (a mapping or the
+    connection changed between the steps): the export plans again from the start."""
+
+
 # What a person can fix: the export waits (needs attention) instead of failing.
 NEEDS_ATTENTION = frozenset(
     cls.__name__
@@ -85,8 +123,15 @@ NEEDS_ATTENTION = frozenset(
         ProviderAuthFailed,
         ConnectionDisabled,
         UnknownCustomer,
+        UnexpectedError,
+        # Only once the workflow planned again a few times and the plan still kept changing.
+        PlanChanged,
     )
 )
+
+# Attempts of one step that may fail with an unexpected error before it waits as needs
+# attention (1 s, 2 s, 4 s, 8 s apart: a transient glitch passes, a bug stops within 15 s).
+UNEXPECTED_ERROR_ATTEMPTS = 5
 
 
 # --- retried: passing conditions ----------------------------------------------------------------

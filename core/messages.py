@@ -97,6 +97,36 @@ class PushResult(BaseModel):
     note: str = ""  # what the provider did differently, e.g. an amount carried to a balance
 
 
+class PrepareInput(BaseModel):
+    invoice_id: str
+    # When this pass began: the plan's "now" (due dates), fixed for the pass so the push
+    # writes exactly the plan that was checked.
+    push_started_at: float
+
+
+class Prepared(BaseModel):
+    """The prepare step's answer: the decision and, when it exports, the checked plan's digest.
+
+    The plan itself stays in the worker (it can hold thousands of lines, and customer data);
+    the push step reuses it when it runs on the same worker, and re-plans and compares the
+    digest when it does not.
+    """
+
+    decision: Decision
+    provider_customer_id: str = ""
+    plan_digest: str = ""
+
+
+class PushPlanInput(BaseModel):
+    invoice_id: str
+    provider: str
+    connection_id: str
+    provider_customer_id: str
+    push_started_at: float
+    plan_digest: str
+    billing_total: str = ""
+
+
 class RecordInput(BaseModel):
     invoice_id: str
     provider: str

@@ -19,6 +19,7 @@ Differences from the SDK models, all deliberate:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -26,10 +27,12 @@ from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -80,13 +83,39 @@ def _decimal_to_number(value: Decimal) -> int | float:
     return float(value)
 
 
+DECIMAL_TEXT_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+"""What a decimal sent as a string must look like: Orb's ``"12.30"``. Stricter than Python's
+Decimal (no ``1_000``, exponents, spaces or non-ASCII digits), so that the published schema
+(``billbridge schema invoice``) and the door refuse exactly the same strings."""
+
+
+def _check_decimal_text(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(DECIMAL_TEXT_PATTERN, value):
+        raise PydanticCustomError(
+            "decimal_text",
+            "'{value}' is not a decimal number written like 12.30",
+            {"value": value[:40]},
+        )
+    return value
+
+
+_DECIMAL_TEXT = {"type": "string", "pattern": DECIMAL_TEXT_PATTERN}
+
 Money: TypeAlias = Annotated[
-    Decimal, PlainSerializer(_decimal_to_str, return_type=str, when_used="json")
+    Decimal,
+    BeforeValidator(_check_decimal_text),
+    PlainSerializer(_decimal_to_str, return_type=str, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "number"}, _DECIMAL_TEXT]}, mode="validation"),
+    WithJsonSchema(_DECIMAL_TEXT, mode="serialization"),
 ]
 """An amount in major units; Orb sends it as a string, we serialize it back as one."""
 
 Quantity: TypeAlias = Annotated[
-    Decimal, PlainSerializer(_decimal_to_number, return_type=float, when_used="json")
+    Decimal,
+    BeforeValidator(_check_decimal_text),
+    PlainSerializer(_decimal_to_number, return_type=float, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "number"}, _DECIMAL_TEXT]}, mode="validation"),
+    WithJsonSchema({"type": "number"}, mode="serialization"),
 ]
 """A quantity/percentage/rate; Orb sends a JSON number, we serialize it back as one."""
 
@@ -488,7 +517,12 @@ def format_validation_error(exc: ValidationError) -> str:
     for err in exc.errors(include_url=False):
         message = err["msg"]
         value = err.get("input")
-        custom = err["type"] in {"inexact_amount", "unknown_currency", "duplicate_line_id"}
+        custom = err["type"] in {
+            "inexact_amount",
+            "unknown_currency",
+            "duplicate_line_id",
+            "decimal_text",
+        }
         if (
             not custom
             and err["type"] != "missing"

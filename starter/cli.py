@@ -73,22 +73,28 @@ async def _export(args: argparse.Namespace) -> int:
     from billbridge.starter.door import (
         InvalidPayload,
         export_result,
+        parse_invoice,
         start_export,
-        submit_invoice,
+        store_invoice,
     )
     from billbridge.workers.client import connect
     from billbridge.workers.codec import load_codec
 
     settings = Settings.from_env()
+    try:
+        invoice = parse_invoice(_read(args.file))
+    except InvalidPayload as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2
     store = Store(settings.database_url)
     try:
+        if args.dry_run:  # the submitted invoice, planned as the export would: nothing stored
+            return _dry_run(store, settings, invoice)
         try:
-            invoice = submit_invoice(store, _read(args.file))
+            store_invoice(store, invoice)
         except InvalidPayload as err:
             print(f"billbridge: {err}", file=sys.stderr)
             return 2
-        if args.dry_run:
-            return _dry_run(store, settings, invoice.id)
         address = settings.temporal_address or "127.0.0.1:7233"
         try:
             client = await connect(address, settings.temporal_namespace, codec=load_codec(settings))
@@ -111,30 +117,35 @@ async def _export(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _dry_run(store: Any, settings: Settings, invoice_id: str) -> int:
-    """Print the exact provider requests, writing nothing."""
+def _dry_run(store: Any, settings: Settings, invoice: Any) -> int:
+    """Print the exact provider requests the export would send, writing nothing.
+
+    The same path as the export's prepare step (decide, map, link, plan, check), with the
+    customer the push would use: the stored link, or what create_missing_customers would do.
+    """
     from billbridge.activities.export import ExportActivities
     from billbridge.core.errors import ExportError
-    from billbridge.core.messages import ExportStatus
 
     activities = ExportActivities(store, settings)
     try:
-        decision = activities.decide(invoice_id)
-        if decision.status != ExportStatus.RECEIVED:
-            _print_json(decision.model_dump(mode="json"))
-            return 0
-        customer = store.get_customer(decision.customer_id)
-        plan, _ = activities.plan(
-            invoice_id,
-            decision.provider,
-            decision.connection_id,
-            customer.payment_provider_id,
-            time.time(),
-        )
+        prepared = activities.prepare(invoice, invoice.line_items, time.time(), write=False)
     except ExportError as err:
         print(f"billbridge: {err.type_name}: {err}", file=sys.stderr)
         return 1
-    _print_json({"invoice_id": invoice_id, "provider": plan.provider, "requests": plan.requests()})
+    if prepared.plan is None:
+        _print_json(prepared.decision.model_dump(mode="json"))
+        return 0
+    _print_json(
+        {
+            "invoice_id": invoice.id,
+            "provider": prepared.plan.provider,
+            "customer": {
+                "id": prepared.provider_customer_id,
+                "source": prepared.customer_source,
+            },
+            "requests": prepared.plan.requests(),
+        }
+    )
     return 0
 
 
@@ -188,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--dry-run",
         action="store_true",
-        help="store the invoice and print the provider requests; nothing is sent",
+        help="print the provider requests the export would send; nothing is stored or sent",
     )
     export.set_defaults(func=cmd_export)
 

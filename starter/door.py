@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from billbridge.activities.store import InvoiceConflictError, Store
 from billbridge.core.breakdown import InvoiceInconsistent, break_down
@@ -98,7 +99,11 @@ def submit_invoice(store: Store, payload: Any) -> Invoice:
     Submitting the same invoice again is a no-op; an invoice id seen before with other content is
     refused (an issued invoice is immutable, and the export already in hand would not match it).
     """
-    invoice = parse_invoice(payload)
+    return store_invoice(store, parse_invoice(payload))
+
+
+def store_invoice(store: Store, invoice: Invoice) -> Invoice:
+    """Store an invoice that passed parse_invoice (see submit_invoice)."""
     try:
         store.save_invoice(invoice)
     except InvoiceConflictError as err:
@@ -193,8 +198,39 @@ async def retry_export(client: Client, invoice_id: str) -> None:
     await client.get_workflow_handle(workflow_id(invoice_id)).signal(ExportInvoiceWorkflow.retry)
 
 
+async def retry_exports(client: Client, invoice_ids: Iterable[str]) -> int:
+    """Signal the exports of these invoices that still run; returns how many were signalled."""
+    count = 0
+    for invoice_id in invoice_ids:
+        try:
+            await retry_export(client, invoice_id)
+        except RPCError as err:  # finished since the store said it waits: nothing to resume
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue
+        count += 1
+    return count
+
+
+async def retry_exports_concerned(
+    client: Client,
+    store: Store,
+    *,
+    connection_id: str | None = None,
+    customer_ids: Iterable[str] | None = None,
+) -> int:
+    """After a fix, signal only the waiting exports it can concern (read from the store).
+
+    A mapping or credential fix: the exports waiting on that connection. A customer fix: that
+    customer's exports. Returns how many were signalled.
+    """
+    invoice_ids = store.waiting_invoice_ids(connection_id=connection_id, customer_ids=customer_ids)
+    return await retry_exports(client, invoice_ids)
+
+
 async def retry_waiting_exports(client: Client) -> int:
-    """Signal every export that needs attention (after a mapping, customer or connection fix).
+    """Signal every export that needs attention (`billbridge attention retry`: after a fix
+    the store cannot tell apart, such as a deployed bug fix).
 
     Each one re-checks from the start; those whose problem remains wait again. Returns how many
     were signalled.

@@ -5,7 +5,8 @@ Run after a deliberate, compatible workflow change (or to add a scenario):
 Each scenario runs on a fresh dev server against the Stripe emulator, and its history is saved
 as tests/histories/<scenario>.json. Histories of scenarios that no longer exist stay: they are
 what workflows started by older code look like (failed_unmapped.json predates needs-attention
-and replays through the `needs-attention` patch). The worker runs with payload encryption, as
+and replays through the `needs-attention` patch; five_steps_*.json predate the one-pass export
+and replay through the `one-pass-export` patch). The worker runs with payload encryption, as
 in production (a key generated for the run); the saved histories are decoded first, so they
 hold clear JSON payloads that test_replay.py replays without any key. Never re-record to make a
 failing replay pass: a failing replay means running workflows would break (use workflow.patched

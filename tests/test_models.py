@@ -267,7 +267,7 @@ def test_bad_amount_string_names_the_field() -> None:
         Invoice.model_validate(payload)
     assert list(_errors(info)) == ["line_items.2.amount"]
     text = format_validation_error(info.value)
-    assert text == "line_items.2.amount: Input should be a valid decimal (got '12,50')"
+    assert text == "line_items.2.amount: '12,50' is not a decimal number written like 12.30"
 
 
 @pytest.mark.parametrize("bad", ["NaN", "Infinity"])

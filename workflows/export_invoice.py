@@ -1,9 +1,14 @@
 """ExportInvoiceWorkflow: one issued invoice, exported once to its customer's invoicing provider.
 
 Orchestration only. The invoice stays in the store (payload and history limits, and customer data
-out of history); the workflow carries its id and a small status. Steps: decide (zero total,
-provider routing) -> mapping lookup -> customer linking -> push (plan, check, push) -> record.
-The workflow never names a provider: the activities route by the customer's payment_provider.
+out of history); the workflow carries its id and a small status. Two steps a pass:
+prepare (decide: zero total, provider routing; mapping lookup; customer linking; plan; check)
+-> push (write the checked plan, idempotently; record). Whatever a person can fix waits as
+needs attention and resumes on a `retry` signal. The workflow never names a provider: the
+activities route by the customer's payment_provider.
+
+Histories started before the one-pass export ran five steps (decide -> mapping lookup ->
+customer linking -> push -> record); they replay through `_export_in_five_steps`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from billbridge.core import activity_names as names
-    from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE
+    from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE, ErrorContext, PlanChanged
     from billbridge.core.messages import (
         CustomerLinkResult,
         Decision,
@@ -25,8 +30,11 @@ with workflow.unsafe.imports_passed_through():
         ExportResult,
         ExportStatus,
         MappingResult,
+        Prepared,
+        PrepareInput,
         Progress,
         PushInput,
+        PushPlanInput,
         PushResult,
         RecordInput,
         StepInput,
@@ -43,6 +51,12 @@ with workflow.unsafe.imports_passed_through():
 # (a pure module); anything else -- rate limits, 5xx, timeouts, a dead worker -- is retried.
 # Marks histories written since exports wait for fixes (see _fail_or_wait).
 NEEDS_ATTENTION_PATCH = "needs-attention"
+# Marks histories written since an export runs in two steps a pass (prepare, push) and a
+# `retry` signal that arrives during a pass counts (see _export_once).
+ONE_PASS_PATCH = "one-pass-export"
+# A plan that changed between prepare and push is planned again this many times in a row
+# before the export waits for a person (something keeps changing the mappings).
+MAX_PLAN_CHANGES = 3
 
 
 T = TypeVar("T")
@@ -68,12 +82,12 @@ async def _quick_step(name: str, arg: Any, result_type: type[T]) -> T:
     return result
 
 
-async def _push_step(arg: PushInput) -> PushResult:
+async def _push_step(name: str, arg: PushInput | PushPlanInput) -> PushResult:
     # A push of a large invoice takes many provider calls; it heartbeats after each batch, so a
     # dead worker is noticed within the heartbeat timeout and the next attempt resumes where the
     # last one stopped.
     result: PushResult = await workflow.execute_activity(
-        names.PUSH_INVOICE,
+        name,
         arg,
         result_type=PushResult,
         start_to_close_timeout=timedelta(minutes=30),
@@ -92,6 +106,8 @@ class ExportInvoiceWorkflow:
     def __init__(self) -> None:
         self._progress = Progress(invoice_id="", step=ExportStatus.RECEIVED)
         self._retry_requested = False
+        self._one_pass = False
+        self._plan_changes = 0
 
     @workflow.query
     def progress(self) -> Progress:
@@ -125,6 +141,64 @@ class ExportInvoiceWorkflow:
         self, request: ExportInvoiceInput, deadline: datetime
     ) -> ExportResult | None:
         """One pass through the steps; None when it waited for a fix and should run again."""
+        if not workflow.patched(ONE_PASS_PATCH):
+            return await self._export_in_five_steps(request, deadline)
+        self._one_pass = True
+        # A fix signalled from here on counts, even while this pass is still failing.
+        self._retry_requested = False
+        invoice_id = request.invoice_id
+        started = workflow.now().timestamp()
+        try:
+            prepared = await _quick_step(
+                names.PREPARE_EXPORT,
+                PrepareInput(invoice_id=invoice_id, push_started_at=started),
+                Prepared,
+            )
+        except ActivityError as err:  # unmapped items, unknown customer, bad credentials, ...
+            await self._fail_or_wait(_decision_of(invoice_id, err), err, deadline)
+            return None
+        decision = prepared.decision
+        self._show_decision(decision)
+        if decision.status != ExportStatus.RECEIVED:
+            # Zero total, or not for an invoicing provider we export to (recorded by prepare).
+            self._step(decision.status, decision.reason)
+            return _result(decision, decision.status, reason=decision.reason)
+
+        self._step(ExportStatus.PUSHING)
+        try:
+            push = await _push_step(
+                names.PUSH_PLANNED_INVOICE,
+                PushPlanInput(
+                    invoice_id=invoice_id,
+                    provider=decision.provider,
+                    connection_id=decision.connection_id,
+                    provider_customer_id=prepared.provider_customer_id,
+                    push_started_at=started,
+                    plan_digest=prepared.plan_digest,
+                    billing_total=decision.billing_total,
+                ),
+            )
+        except ActivityError as err:
+            if _error_type(err) == PlanChanged.__name__ and self._plan_changes < MAX_PLAN_CHANGES:
+                self._plan_changes += 1
+                return None  # plan again at once
+            await self._fail_or_wait(decision, err, deadline)
+            return None
+        self._step(ExportStatus.EXPORTED, push.external_id)  # recorded by the push step
+        return _result(decision, ExportStatus.EXPORTED, push=push)
+
+    def _show_decision(self, decision: Decision) -> None:
+        """Customer and provider in the search attributes and the progress query."""
+        attributes = [CUSTOMER_ID.value_set(decision.customer_id)]
+        if decision.provider:
+            attributes.append(PROVIDER.value_set(decision.provider))
+            self._progress = self._progress.model_copy(update={"provider": decision.provider})
+        workflow.upsert_search_attributes(attributes)
+
+    async def _export_in_five_steps(
+        self, request: ExportInvoiceInput, deadline: datetime
+    ) -> ExportResult | None:
+        """A pass as histories from before the one-pass export ran it."""
         invoice_id = request.invoice_id
         try:
             decision = await _quick_step(names.DECIDE, request, Decision)
@@ -161,13 +235,14 @@ class ExportInvoiceWorkflow:
             link = await _quick_step(names.LINK_CUSTOMER, step, CustomerLinkResult)
             self._step(ExportStatus.PUSHING)
             push = await _push_step(
+                names.PUSH_INVOICE,
                 PushInput(
                     invoice_id=invoice_id,
                     provider=decision.provider,
                     connection_id=decision.connection_id,
                     provider_customer_id=link.provider_customer_id,
                     push_started_at=workflow.now().timestamp(),
-                )
+                ),
             )
         except ActivityError as err:
             await self._fail_or_wait(decision, err, deadline)
@@ -199,8 +274,12 @@ class ExportInvoiceWorkflow:
         """
         if not (_needs_attention(err) and workflow.patched(NEEDS_ATTENTION_PATCH)):
             await self._fail(decision, err)
-        # Reset before anything awaits: a fix signalled while the record is written must count.
-        self._retry_requested = False
+        if self._one_pass and (decision.customer_id or decision.provider):
+            self._show_decision(decision)
+        if not self._one_pass:
+            # Histories from before: a fix only counted from here on (since the one-pass
+            # export, one signalled during the failing pass counts too).
+            self._retry_requested = False
         reason = _failure_message(err)
         await self._record(decision, ExportStatus.NEEDS_ATTENTION, error=reason)
         self._step(ExportStatus.NEEDS_ATTENTION, reason)
@@ -247,6 +326,49 @@ class ExportInvoiceWorkflow:
             ),
             type(None),
         )
+
+
+def _result(
+    decision: Decision, status: ExportStatus, *, reason: str = "", push: PushResult | None = None
+) -> ExportResult:
+    result = ExportResult(
+        invoice_id=decision.invoice_id,
+        status=status,
+        provider=decision.provider,
+        reason=reason,
+        billing_total=decision.billing_total,
+    )
+    if push is not None:
+        result = result.model_copy(
+            update={
+                "reason": push.note,
+                "external_id": push.external_id,
+                "external_url": push.external_url,
+                "provider_total": push.provider_total,
+                "provider_amount_due": push.provider_amount_due,
+                "provider_line_count": push.provider_line_count,
+                "request_count": push.request_count,
+            }
+        )
+    return result
+
+
+def _decision_of(invoice_id: str, err: ActivityError) -> Decision:
+    """What is known of an export whose prepare step failed: where the error says it was."""
+    cause = err.cause
+    context = ErrorContext.of(cause) if isinstance(cause, ApplicationError) else ErrorContext()
+    return Decision(
+        invoice_id=invoice_id,
+        customer_id=context.customer_id,
+        status=ExportStatus.FAILED,
+        provider=context.provider,
+        connection_id=context.provider,
+    )
+
+
+def _error_type(err: ActivityError) -> str:
+    cause = err.cause
+    return (cause.type or "") if isinstance(cause, ApplicationError) else ""
 
 
 def _needs_attention(err: ActivityError) -> bool:
