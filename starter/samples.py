@@ -42,6 +42,11 @@ Per invoice:
   ``ending_balance = starting_balance + amount``);
 * ``amount_due = total + balance_applied`` (never negative).
 
+:func:`consistency_problems` checks a payload: the rules the export applies (line amounts,
+adjustments, the total) through :func:`billbridge.core.breakdown.break_down`, which is their
+only implementation, plus the subtotal and amount-due rules above that the export does not
+check.
+
 Orb exports only invoices with a non-zero ``total`` to invoicing providers; a zero-total
 invoice is expected to be skipped (``DemoSpec.expected == "skipped_zero_total"``).
 """
@@ -55,7 +60,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from billbridge.core.money import format_amount, minor_unit_exponent, round_to_minor
+from pydantic import ValidationError
+
+from billbridge.core.breakdown import InvoiceInconsistent, break_down
+from billbridge.core.models import Invoice, format_validation_error
+from billbridge.core.money import (
+    InexactAmountError,
+    format_amount,
+    minor_unit_exponent,
+    round_to_minor,
+)
 
 __all__ = [
     "DEFAULT_ISSUED_AT",
@@ -542,75 +556,44 @@ def build_invoice_issued_event(
 def consistency_problems(invoice: dict[str, Any]) -> list[str]:
     """Check a payload against the module's rules; returns human-readable problems.
 
-    Works on any Orb invoice dict (no rounding is re-done: only the sums are checked).
+    Works on any Orb invoice dict (no rounding is re-done: only the sums are checked). The
+    rules the export itself applies (line amounts, adjustments, the total) are checked by
+    :func:`billbridge.core.breakdown.break_down`, their one implementation; this function only
+    adds the builder's own rules that the export does not check (subtotals, amount due).
     """
-    currency = invoice["currency"]
+    try:
+        parsed = Invoice.model_validate(invoice)
+    except ValidationError as err:
+        return format_validation_error(err).splitlines()
     problems: list[str] = []
-
-    def dec(value: object) -> Decimal:
-        return Decimal(str(value))
-
-    lines_amount = ZERO
-    tax_total = ZERO
-    subtotal_sum = ZERO
-    for i, line in enumerate(invoice["line_items"]):
-        subtotal = dec(line["subtotal"])
-        adjusted = dec(line.get("adjusted_subtotal") or line["subtotal"])
-        effects = sum((dec(a["amount"]) for a in line["adjustments"]), ZERO)
-        if subtotal + effects != adjusted:
-            problems.append(
-                f"line {i}: subtotal {subtotal} + adjustments {effects} != "
-                f"adjusted_subtotal {adjusted}"
-            )
-        amount = dec(line["amount"])
-        expected = adjusted - dec(line["credits_applied"]) - dec(line["partially_invoiced_amount"])
-        if amount != expected:
-            problems.append(
-                f"line {i}: amount {amount} != adjusted_subtotal - credits - partial = {expected}"
-            )
-        price = line["price"]
-        if price.get("model_type") == "unit" and not line["adjustments"]:
-            unit = dec(price["unit_config"]["unit_amount"])
-            computed = round_to_minor(dec(line["quantity"]) * unit, currency)
-            if computed != subtotal:
+    try:
+        break_down(parsed, parsed.line_items)
+    except (InvoiceInconsistent, InexactAmountError) as err:
+        problems.append(str(err))
+    currency = parsed.currency
+    for i, line in enumerate(parsed.line_items):
+        price = line.price.model_extra or {}
+        if price.get("model_type") == "unit" and not line.adjustments:
+            unit = Decimal(str(price["unit_config"]["unit_amount"]))
+            computed = round_to_minor(line.quantity * unit, currency)
+            if computed != line.subtotal:
                 problems.append(
-                    f"line {i}: subtotal {subtotal} != round(quantity * unit price) = {computed}"
+                    f"line {i}: subtotal {line.subtotal} != round(quantity * unit price) = "
+                    f"{computed}"
                 )
-        lines_amount += amount
-        subtotal_sum += subtotal
-        tax_total += sum((dec(t["amount"]) for t in line["tax_amounts"]), ZERO)
-    if subtotal_sum != dec(invoice["subtotal"]):
+    subtotal_sum = sum((line.subtotal for line in parsed.line_items), ZERO)
+    if subtotal_sum != parsed.subtotal:
         problems.append(
-            f"invoice subtotal {invoice['subtotal']} != sum of line subtotals {subtotal_sum}"
+            f"invoice subtotal {parsed.subtotal} != sum of line subtotals {subtotal_sum}"
         )
-    discount_effect = ZERO
-    for discount in invoice.get("discounts") or []:
-        if discount.get("discount_type") == "amount":
-            discount_effect -= min(dec(discount["amount_discount"]), max(lines_amount, ZERO))
-    true_up = ZERO
-    if invoice.get("minimum_amount") is not None:
-        true_up = max(ZERO, dec(invoice["minimum_amount"]) - (lines_amount + discount_effect))
-    total = dec(invoice["total"])
-    if lines_amount + discount_effect + true_up + tax_total != total:
+    applied = parsed.balance_applied
+    if parsed.total + applied != parsed.amount_due:
         problems.append(
-            f"total {total} != lines {lines_amount} + discount {discount_effect} + minimum "
-            f"true-up {true_up} + tax {tax_total}"
-        )
-    applied = sum(
-        (
-            dec(t["amount"])
-            for t in invoice.get("customer_balance_transactions") or []
-            if t["action"] == "applied_to_invoice"
-        ),
-        ZERO,
-    )
-    if total + applied != dec(invoice["amount_due"]):
-        problems.append(
-            f"amount_due {invoice['amount_due']} != total {total} + balance applied {applied}"
+            f"amount_due {parsed.amount_due} != total {parsed.total} + balance applied {applied}"
         )
     if applied > 0:
         problems.append(f"balance applied {applied} is positive")
-    if dec(invoice["amount_due"]) < 0:
+    if parsed.amount_due < 0:
         problems.append("amount_due is negative")
     return problems
 

@@ -232,13 +232,28 @@ def test_consistency_checker_catches_tampering() -> None:
     payload = next(s for s in CATALOG if s.key == "usd-discount-credits").build()
     bad = copy.deepcopy(payload)
     bad["total"] = "1.00"
-    assert any("total" in p for p in consistency_problems(bad))
+    assert any(p.startswith("total: 1.00 differs") for p in consistency_problems(bad))
     bad = copy.deepcopy(payload)
     bad["line_items"][0]["amount"] = "0.00"
-    assert any(p.startswith("line 0: amount") for p in consistency_problems(bad))
+    assert any(p.startswith("line_items.0.amount: 0.00") for p in consistency_problems(bad))
+    # The export reads a line's only adjustment as adjusted_subtotal - subtotal, so the
+    # adjustments are tampered with where that reading cannot hide it: removed, or split.
     bad = copy.deepcopy(payload)
-    bad["line_items"][1]["adjustments"][0]["amount"] = "0.00"
-    assert any("adjustments" in p for p in consistency_problems(bad))
+    bad["line_items"][1]["adjustments"] = []
+    assert any(
+        p.startswith("line_items.1.adjusted_subtotal") and "no adjustments" in p
+        for p in consistency_problems(bad)
+    )
+    bad = copy.deepcopy(payload)
+    adjustment = bad["line_items"][1]["adjustments"][0]
+    bad["line_items"][1]["adjustments"] = [adjustment, {**adjustment, "id": "adj_2"}]
+    assert any(p.startswith("line_items.1.adjustments") for p in consistency_problems(bad))
+    bad = copy.deepcopy(payload)
+    bad["line_items"][0]["amount"] = "0.001"  # refused by the model before any sum
+    assert consistency_problems(bad) == [
+        "line_items.0.amount: amount 0.001 is not representable in USD: USD allows at most "
+        "2 decimals"
+    ]
     bad = copy.deepcopy(payload)
     bad["amount_due"] = "0.00"
     assert any("amount_due" in p for p in consistency_problems(bad))
