@@ -172,9 +172,16 @@ def _adjustment_effects(
     item: LineItem, effect: int, currency: str, where: str
 ) -> Sequence[tuple[str, int]]:
     """(adjustment_type, signed minor amount) per adjustment; they add up to `effect`."""
-    if not effect:
-        return []
     adjustments = list(item.adjustments)
+    if not effect:
+        # Adjustments that cancel out export nothing, but they must cancel out.
+        total = sum(to_minor(adj.amount, currency) for adj in adjustments)
+        if len(adjustments) > 1 and total:
+            raise InvoiceInconsistent(
+                f"{where}.adjustments: amounts add up to {from_minor(total, currency)}, "
+                "but adjusted_subtotal equals subtotal"
+            )
+        return []
     if not adjustments:
         raise InvoiceInconsistent(
             f"{where}.adjusted_subtotal: {item.adjusted_subtotal} differs from subtotal "

@@ -103,12 +103,16 @@ def api_base(settings: Settings) -> str:
     return (settings.quickbooks_api_base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}").rstrip("/")
 
 
+def _exact_number(value: Decimal) -> bool:
+    """Whether a JSON number (a double whose repr round-trips) carries `value` exactly."""
+    return Decimal(repr(float(value))) == value
+
+
 def _number(value: Decimal) -> Any:
     """A Decimal as a JSON number with the same text (floats whose repr round-trips exactly)."""
-    as_float = float(value)
-    if Decimal(repr(as_float)) != value:
+    if not _exact_number(value):
         raise ProviderRejected(f"amount {value} cannot be sent exactly as a JSON number")
-    return as_float
+    return float(value)
 
 
 def _quote(value: str) -> str:
@@ -164,7 +168,8 @@ class QuickBooksPlan(Plan):
 def _quantity_and_unit(line: ExportLine, amount: Decimal) -> tuple[Decimal, Decimal]:
     """(Qty, UnitPrice) whose product QuickBooks rounds to exactly `amount`, else (1, amount)."""
     quantity = line.quantity
-    if line.kind == "usage" and quantity > 0 and amount >= 0:
+    # Qty travels as a JSON number: a quantity a double cannot carry exactly is left out.
+    if line.kind == "usage" and quantity > 0 and amount >= 0 and _exact_number(quantity):
         unit = (amount / quantity).quantize(UNIT_PRICE_PLACES, ROUND_HALF_UP)
         if (quantity * unit).quantize(Decimal("0.01"), ROUND_HALF_UP) == amount:
             return quantity, unit
@@ -405,7 +410,10 @@ class QuickBooksInvoiceProvider:
     ) -> QuickBooksPlan:
         currency = invoice.currency.upper()
         if minor_unit_exponent(currency) > 2:
-            raise ProviderRejected(f"QuickBooks amounts have two decimals; {currency} has three")
+            raise ProviderRejected(
+                f"QuickBooks amounts have two decimals; {currency} has "
+                f"{minor_unit_exponent(currency)}"
+            )
         body: dict[str, Any] = {
             "CustomerRef": {"value": provider_customer_id},
             "CurrencyRef": {"value": currency},

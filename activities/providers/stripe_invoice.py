@@ -17,7 +17,7 @@ import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import stripe
@@ -179,7 +179,10 @@ def _quantity_and_unit(quantity: Decimal, amount_minor: int) -> tuple[Decimal, D
     the real quantity stays in the description and metadata.
     """
     if quantity > 0 and quantity == quantity.quantize(DECIMAL_PLACES):
-        unit = (Decimal(amount_minor) / quantity).quantize(DECIMAL_PLACES, ROUND_HALF_UP)
+        try:
+            unit = (Decimal(amount_minor) / quantity).quantize(DECIMAL_PLACES, ROUND_HALF_UP)
+        except InvalidOperation:  # a unit amount too large for 12 decimals: 1 x the amount
+            return Decimal(1), Decimal(amount_minor)
         if unit >= 0 and abs(unit * quantity - amount_minor) < Decimal("0.5"):
             return quantity, unit
     return Decimal(1), Decimal(amount_minor)
