@@ -151,7 +151,9 @@ async def export_result(
     `through_attention`: then this waits on until the export ends.
     """
     finished = asyncio.ensure_future(handle.result())
-    delay = 0.1
+    # The result arrives the moment the export ends, whatever the delay; the delay only paces
+    # the status checks that notice an export waiting for a fix (each one a server call).
+    delay = 0.5
     try:
         while True:
             done, _ = await asyncio.wait({finished}, timeout=delay)
