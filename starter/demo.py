@@ -117,20 +117,28 @@ def run_demo(*, as_json: bool = False) -> int:
     else:
         _print_table(rows)
         print(f"\n{sum(r.ok for r in rows)}/{len(rows)} invoices ended as expected.")
-        print(
-            f"The demo's own store: DATABASE_URL={settings.database_url} (your store is "
-            "untouched; this one is recreated on every run)"
-        )
-        if ui_url:
-            stops = (
-                " (the server stops with the demo; `billbridge server` keeps one running)"
-                if server_stops
-                else ""
-            )
-            print(
-                f"Temporal UI: {ui_url}/namespaces/{settings.temporal_namespace}/workflows{stops}"
-            )
+        for line in closing_lines(settings, ui_url, server_stops=server_stops):
+            print(line)
     return 0 if ok else 1
+
+
+def closing_lines(settings: Settings, ui_url: str | None, *, server_stops: bool) -> list[str]:
+    """Where the demo's results can be looked at afterwards; the server "stops with the demo"
+    only when the demo started it (a `billbridge server` it used keeps running)."""
+    lines = [
+        f"The demo's own store: DATABASE_URL={settings.database_url} (your store is untouched; "
+        "this one is recreated on every run)"
+    ]
+    if ui_url:
+        stops = (
+            " (the server stops with the demo; `billbridge server` keeps one running)"
+            if server_stops
+            else ""
+        )
+        lines.append(
+            f"Temporal UI: {ui_url}/namespaces/{settings.temporal_namespace}/workflows{stops}"
+        )
+    return lines
 
 
 async def _run(settings: Settings, run: str) -> list[DemoRow]:

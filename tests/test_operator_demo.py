@@ -11,7 +11,7 @@ import pytest
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.emulators.quickbooks import QuickBooksEmulator
-from billbridge.starter.demo import demo_settings
+from billbridge.starter.demo import closing_lines, demo_settings
 from conftest import billbridge
 
 
@@ -58,3 +58,13 @@ def test_demo_writes_its_own_store_not_the_users(
     with Store(demo_url) as demo_store:
         assert len(demo_store.list_exports()) == len(result["invoices"])
         assert demo_store.get_connection("quickbooks") is not None
+
+
+def test_demo_says_the_server_stops_only_when_it_started_it(tmp_path: Path) -> None:
+    settings = demo_settings(Settings.from_env({"BILLBRIDGE_DATA_DIR": str(tmp_path)}), "r1")
+    ui = "http://127.0.0.1:8233"
+    started = "\n".join(closing_lines(settings, ui, server_stops=True))
+    assert "the server stops with the demo" in started
+    joined = "\n".join(closing_lines(settings, ui, server_stops=False))
+    assert "stops" not in joined and f"Temporal UI: {ui}/namespaces/default/workflows" in joined
+    assert f"DATABASE_URL=sqlite:///{tmp_path}/demo/billbridge.db" in joined
