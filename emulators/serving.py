@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
@@ -40,6 +41,14 @@ class Reply:
 
 # (method, request target as sent, headers with lower-cased names, body) -> the reply.
 Answer = Callable[[str, str, Mapping[str, str], bytes], Reply]
+
+# A client that goes away before its reply (a timeout, `curl -m 1`, a SIGKILLed worker) is the
+# client's business: that one request ends, the server serves the next one.
+CLIENT_GONE: tuple[type[OSError], ...] = (
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+)
 
 
 def retry_after_text(seconds: float) -> str:
@@ -86,6 +95,13 @@ class TrackingHTTPServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The handler swallows a vanished client itself; this catches what escapes around it
+        # (socketserver's own finish/shutdown) so it is not printed as a traceback either.
+        if isinstance(sys.exc_info()[1], CLIENT_GONE):
+            return
+        super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         with self._conn_lock:
             conns = list(self._connections)
@@ -110,6 +126,13 @@ class ReplyHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet; each emulator keeps its own request log
+
+    def handle(self) -> None:
+        """Serve the connection's requests; a client that disconnected ends only this one."""
+        try:
+            super().handle()
+        except CLIENT_GONE:
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._dispatch("GET")

@@ -6,6 +6,9 @@ billbridge mappings delete CONNECTION BILLING_ITEM
 billbridge mappings import CONNECTION mappings.csv               (all rows or none)
 billbridge exports list [--status S]
 billbridge exports show INVOICE_ID                               (record + every attempt)
+
+A command that cannot do what it was asked says so and exits non-zero: an unknown connection, a
+provider item the provider does not have, an empty API key, a status that does not exist.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ from billbridge.activities.providers import OAUTH_APPS, PROVIDERS
 from billbridge.activities.providers.base import ConnectionConfig
 from billbridge.activities.secrets import SecretBox, SecretError
 from billbridge.activities.store import ConnectionRow, Store
-from billbridge.core.config import Settings
+from billbridge.core.config import Settings, is_local_url
 from billbridge.core.connections import ConnectionSettings
-from billbridge.core.errors import ExportError
+from billbridge.core.errors import ExportError, ProviderItemMissing
+from billbridge.core.messages import ExportStatus
 from billbridge.core.models import EXPORTABLE_PROVIDERS, format_validation_error
 from billbridge.starter.door import retry_waiting_exports
 from billbridge.workers.client import connect
 from billbridge.workers.codec import CodecKeyError, load_codec
+from billbridge.workers.operator_errors import explain, store_unavailable
 
 CSV_COLUMNS = ("billing_item_id", "provider_item_id")
 
@@ -69,20 +74,26 @@ def parse_mappings_csv(text: str) -> dict[str, str]:
     return mappings
 
 
+async def _signal_waiting(settings: Settings) -> int:
+    """Signal every export that needs attention to check again; how many were signalled.
+
+    Raises TemporalUnreachable when Temporal cannot be reached.
+    """
+    address = settings.temporal_address or "127.0.0.1:7233"
+    client = await connect(address, settings.temporal_namespace, codec=load_codec(settings))
+    return await retry_waiting_exports(client)
+
+
 def signal_waiting_exports(settings: Settings | None = None) -> None:
     """After a fix, let every export that needs attention try again (prints what it did)."""
     settings = settings or Settings.from_env()
-
-    async def signal() -> int:
-        address = settings.temporal_address or "127.0.0.1:7233"
-        client = await connect(address, settings.temporal_namespace, codec=load_codec(settings))
-        return await retry_waiting_exports(client)
-
     try:
-        count = asyncio.run(signal())
+        count = asyncio.run(_signal_waiting(settings))
     except Exception as err:  # the fix is stored either way; say how to apply it later
+        explained = explain(err, settings)
         print(
-            f"note: could not signal waiting exports ({err}); run `billbridge attention retry` "
+            f"note: could not signal waiting exports "
+            f"({explained.message if explained else err}); run `billbridge attention retry` "
             "once Temporal is reachable",
             file=sys.stderr,
         )
@@ -93,7 +104,10 @@ def signal_waiting_exports(settings: Settings | None = None) -> None:
 
 def cmd_attention(args: argparse.Namespace) -> int:
     if args.action == "retry":
-        signal_waiting_exports()
+        # Signalling is all this command does, so failing to is its failure: the error
+        # (Temporal unreachable: exit 3) propagates to the CLI's one-line report.
+        count = asyncio.run(_signal_waiting(Settings.from_env()))
+        print(f"signalled {count} export(s) waiting for attention")
         return 0
     with _store() as store:
         rows = store.list_exports("needs_attention")
@@ -114,12 +128,54 @@ def cmd_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_store(settings: Settings) -> Store:
+    """The store DATABASE_URL names; StoreUnavailable (one line, the URL without password)
+    when it cannot be opened. A database that refuses connections raises sqlalchemy's
+    OperationalError, which the CLI reports the same way."""
+    try:
+        return Store(settings.database_url)
+    except OSError as err:  # e.g. the SQLite file's folder cannot be created
+        raise store_unavailable(settings, str(err)) from err
+
+
 def _store() -> Store:
-    return Store(Settings.from_env().database_url)
+    return open_store(Settings.from_env())
+
+
+def _unknown_connection(connection: str) -> int:
+    print(
+        f"billbridge: connection: {connection!r} is not one of {sorted(PROVIDERS)}",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _check_provider_item(
+    store: Store, settings: Settings, connection: str, provider_item: str
+) -> bool:
+    """Whether the provider has `provider_item` (or cannot say): False only when the provider
+    answered that it does not. Unreachable or not yet authorized: a warning, and True, so a
+    mapping can be prepared before the connection works."""
+    try:
+        provider = ExportActivities(store, settings).provider(connection, connection)
+        provider.resolve_items([provider_item])
+    except ProviderItemMissing as err:
+        print(f"billbridge: {connection}: {err}; nothing stored", file=sys.stderr)
+        return False
+    except (ExportError, SecretError, CodecKeyError) as err:
+        print(
+            f"warning: {connection}: could not check that {provider_item} exists "
+            f"({type(err).__name__}: {err}); stored anyway",
+            file=sys.stderr,
+        )
+    return True
 
 
 def cmd_mappings(args: argparse.Namespace) -> int:
-    with _store() as store:
+    if args.connection not in PROVIDERS:
+        return _unknown_connection(args.connection)
+    settings = Settings.from_env()
+    with open_store(settings) as store:
         if args.action == "set":
             if not args.billing_item or not args.provider_item:
                 print(
@@ -127,9 +183,11 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
+            if not _check_provider_item(store, settings, args.connection, args.provider_item):
+                return 1
             store.set_mapping(args.connection, args.billing_item, args.provider_item)
             print(f"{args.connection}: {args.billing_item} -> {args.provider_item}")
-            signal_waiting_exports()
+            signal_waiting_exports(settings)
         elif args.action == "delete":
             if not args.billing_item:
                 print("billbridge: mappings delete CONNECTION BILLING_ITEM", file=sys.stderr)
@@ -154,7 +212,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 return 2
             store.set_mappings(args.connection, mappings)
             print(f"{args.connection}: imported {len(mappings)} mapping(s)")
-            signal_waiting_exports()
+            signal_waiting_exports(settings)
         elif args.action == "export":
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)
@@ -231,28 +289,46 @@ def _connection_settings(
         raise ValueError(format_validation_error(err)) from err
 
 
-def _read_api_key(args: argparse.Namespace) -> str | None:
-    if args.api_key_env:
-        value = os.environ.get(args.api_key_env)
-        if not value:
-            raise ValueError(f"--api-key-env: {args.api_key_env} is not set")
-        return value
-    if args.api_key_file:
-        return Path(args.api_key_file).read_text().strip()
-    return args.api_key  # on the command line it lands in shell history: prefer the others
+def _read_api_key(args: argparse.Namespace) -> str:
+    """The key `connections add` was given, exactly one way; never empty (an empty key would
+    silently keep the old one)."""
+    given = [
+        flag
+        for flag, value in (
+            ("--api-key-env", args.api_key_env),
+            ("--api-key-file", args.api_key_file),
+            ("--api-key", args.api_key),  # lands in shell history: prefer the others
+        )
+        if value is not None
+    ]
+    if not given:
+        raise ValueError(
+            f"connections add {args.connection} needs the key: --api-key-env VAR, "
+            "--api-key-file FILE or --api-key KEY"
+        )
+    if len(given) > 1:
+        raise ValueError(f"give the key one way, not {' and '.join(given)}")
+    if args.api_key_env is not None:
+        value = (os.environ.get(args.api_key_env) or "").strip()
+        source = f"--api-key-env: {args.api_key_env} is not set or empty"
+    elif args.api_key_file is not None:
+        value = Path(args.api_key_file).read_text().strip()
+        source = f"--api-key-file: {args.api_key_file} is empty"
+    else:
+        value = args.api_key.strip()
+        source = "--api-key: the key is empty"
+    if not value:
+        raise ValueError(f"{source}; the stored key is unchanged")
+    return value
 
 
 def cmd_connections(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    with Store(settings.database_url) as store:
+    with open_store(settings) as store:
         if args.action == "list":
-            return _list_connections(store, settings)
+            return _list_connections(store, settings, check=not args.no_verify)
         if args.connection not in PROVIDERS:
-            print(
-                f"billbridge: connection: {args.connection!r} is not one of {sorted(PROVIDERS)}",
-                file=sys.stderr,
-            )
-            return 2
+            return _unknown_connection(args.connection)
         row = store.get_connection(args.connection)
         if args.action == "revoke":
             return _revoke(args.connection, store, settings, row)
@@ -275,7 +351,10 @@ def cmd_connections(args: argparse.Namespace) -> int:
             code = _authorize(args, store, settings)
             if code:
                 return code
-            code = _list_connections(store, settings, only=args.connection, check=False)
+            # authorize proved the new grant with an API call (companyinfo) before storing it.
+            code = _list_connections(
+                store, settings, only=args.connection, health="credentials accepted (just now)"
+            )
             signal_waiting_exports(settings)
             return code
         try:
@@ -292,13 +371,17 @@ def cmd_connections(args: argparse.Namespace) -> int:
         enabled = {"enable": True, "disable": False}.get(
             args.action, row.enabled if row is not None else True
         )
-        if api_key and not args.no_verify:
+        health = "not checked (`billbridge connections list` checks it)"
+        if api_key and args.no_verify:
+            health = "not checked (--no-verify)"
+        elif api_key:
             config = ConnectionConfig(args.connection, api_key, new_settings, enabled)
             try:
                 PROVIDERS[args.connection](settings, config).check_credentials()
             except ExportError as err:
                 print(f"billbridge: {args.connection}: credentials refused: {err}", file=sys.stderr)
                 return 1
+            health = "credentials accepted (just now)"
         store.upsert_connection(
             args.connection,
             args.connection,
@@ -306,7 +389,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
             credentials_ref=sealed,
             settings=new_settings.model_dump(mode="json"),
         )
-        code = _list_connections(store, settings, only=args.connection, check=False)
+        code = _list_connections(store, settings, only=args.connection, health=health)
     if args.action != "disable":
         signal_waiting_exports(settings)
     return code
@@ -375,21 +458,32 @@ def _credentials_report(
 
 
 def _list_connections(
-    store: Store, settings: Settings, *, only: str | None = None, check: bool = True
+    store: Store,
+    settings: Settings,
+    *,
+    only: str | None = None,
+    check: bool = True,
+    health: str | None = None,
 ) -> int:
+    """Print every connection (or `only`): where it exports to, its credentials and health.
+
+    health: what the caller just found out (e.g. the key it verified); else the connection is
+    checked live when `check`, or reported "not checked".
+    """
     activities = ExportActivities(store, settings)
     exports = store.list_exports()
+    endpoints = settings.endpoints()
     report = []
     for name in sorted(PROVIDERS):
         if only is not None and name != only:
             continue
-        health = "not checked"
-        if check:
+        status = health or "not checked (--no-verify)"
+        if health is None and check:
             try:
                 activities.provider(name, name).check_credentials()
-                health = "credentials accepted"
+                status = "credentials accepted"
             except (ExportError, SecretError, CodecKeyError) as err:
-                health = f"error: {err}"
+                status = f"error: {err}"
         row = store.get_connection(name)  # read after the check, which may rotate a token
         ours = [e for e in exports if e.provider == name]
         succeeded = [e.updated_at for e in ours if e.status == "exported"]
@@ -398,12 +492,15 @@ def _list_connections(
         report.append(
             {
                 "connection": name,
+                # Where exports go (core/config.py decides); a local address is an emulator.
+                "endpoint": endpoints.get(name),
+                "local_emulator": is_local_url(endpoints[name]) if name in endpoints else None,
                 "enabled": row.enabled if row is not None else True,
                 # Connected: it has credentials to use (stored, or the environment's default).
                 "connected": bool(row is not None and row.credentials_ref)
                 or name not in OAUTH_APPS,
                 **_credentials_report(name, row, activities),
-                "health": health,
+                "health": status,
                 "settings": row.settings
                 if row is not None
                 else ConnectionSettings().model_dump(mode="json"),
@@ -493,7 +590,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     connections.add_argument("--api-key-env", help="with add: read the API key from this variable")
     connections.add_argument("--api-key-file", help="with add: read the API key from this file")
     connections.add_argument("--api-key", help="with add: the API key (visible in shell history)")
-    connections.add_argument("--no-verify", action="store_true", help="with add: skip the check")
+    connections.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="with add: skip the key check; with list: skip the live health checks",
+    )
     connections.add_argument(
         "--port",
         type=int,
@@ -516,4 +617,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     exports = command("exports", "the export audit trail", cmd_exports, ["list", "show"])
     exports.add_argument("invoice_id", nargs="?", help="with show: the billing invoice id")
-    exports.add_argument("--status", help="with list: only exports with this status")
+    exports.add_argument(
+        "--status",
+        choices=[status.value for status in ExportStatus],
+        help="with list: only exports with this status",
+    )

@@ -20,10 +20,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from billbridge.core.config import Settings
+from billbridge.core.config import QUICKBOOKS_EMULATOR_PORT, STRIPE_EMULATOR_PORT, Settings
 from billbridge.starter import admin
+
+if TYPE_CHECKING:
+    from billbridge.starter.local_services import LocalServices
+
+# `billbridge exports list | head`: the reader left; exit as a process killed by SIGPIPE would.
+EXIT_STDOUT_CLOSED = 128 + signal.SIGPIPE
 
 
 def _read(path: str) -> str:
@@ -48,10 +54,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_customers(args: argparse.Namespace) -> int:
-    from billbridge.activities.store import Store
     from billbridge.starter.door import InvalidPayload, upsert_customers
 
-    store = Store(Settings.from_env().database_url)
+    store = admin.open_store(Settings.from_env())
     try:
         customers = upsert_customers(store, _read(args.file))
     except InvalidPayload as err:
@@ -170,12 +175,73 @@ def cmd_server(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with local_services(Settings.from_env()) as services:
-        print(f"Temporal: {services.settings.temporal_address}  UI: {services.temporal_ui_url}")
-        print(f"Stripe emulator: {services.settings.stripe_api_base}")
-        print(f"QuickBooks emulator: {services.settings.quickbooks_api_base}")
+    # The server is where emulators belong, whatever TEMPORAL_ADDRESS says (core/config.py).
+    settings = Settings.from_env(emulators=True)
+    with local_services(
+        settings, stripe_port=args.stripe_port, quickbooks_port=args.quickbooks_port
+    ) as services:
+        for line in server_report(settings, services):
+            print(line, flush=True)  # flushed: scripts wait for these lines on a pipe
         stop.wait()
     return 0
+
+
+def server_report(configured: Settings, services: LocalServices) -> list[str]:
+    """What `billbridge server` runs, and only what it runs: each line says whether this process
+    started the thing or found it already there."""
+    address = services.settings.temporal_address
+    if configured.temporal_address is not None:
+        lines = [f"Temporal: {address} (TEMPORAL_ADDRESS; not started here)"]
+    elif services.temporal_started:
+        lines = [
+            f"Temporal: {address} (started here)  UI: {services.temporal_ui_url}  "
+            f"codec endpoint: {services.codec_endpoint}"
+        ]
+    else:
+        lines = [
+            f"Temporal: {address} (already served by another process; not started here)  "
+            f"UI: {services.temporal_ui_url}"
+        ]
+    emulated = {e.connection: e for e in services.emulators}
+    providers = {  # connection: (label, variable, configured base, default emulator port)
+        "stripe_invoice": (
+            "Stripe",
+            "STRIPE_API_BASE",
+            configured.stripe_api_base,
+            STRIPE_EMULATOR_PORT,
+        ),
+        "quickbooks": (
+            "QuickBooks",
+            "QUICKBOOKS_API_BASE",
+            configured.quickbooks_api_base,
+            QUICKBOOKS_EMULATOR_PORT,
+        ),
+    }
+    hints: list[str] = []
+    moved = False  # an emulator on another port than the one other processes assume
+    for connection, (label, variable, base, default_port) in providers.items():
+        emulator = emulated.get(connection)
+        if emulator is None:
+            lines.append(f"{label}: {base} ({variable} is set; no emulator started)")
+            continue
+        if emulator.started:
+            lines.append(f"{label} emulator: {emulator.url} (started here)")
+        else:
+            lines.append(
+                f"{label}: {emulator.url} is already served by another process; no emulator "
+                "started here (that one is used)"
+            )
+        hints.append(f"{variable}={emulator.url}")
+        moved = moved or not emulator.url.endswith(f":{default_port}")
+    if hints and configured.temporal_address is not None:
+        # Workers on a cluster talk to the real providers unless told otherwise.
+        opt_in = "" if moved else "BILLBRIDGE_EMULATORS=1 or "
+        lines.append(
+            f"Workers with TEMPORAL_ADDRESS set use these only with {opt_in}{' '.join(hints)}"
+        )
+    elif moved:
+        lines.append(f"Other billbridge processes reach them with {' '.join(hints)}")
+    return lines
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -189,9 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("worker", help="run the export worker").set_defaults(func=cmd_worker)
-    sub.add_parser(
+    server = sub.add_parser(
         "server", help="run the embedded Temporal server and the provider emulators"
-    ).set_defaults(func=cmd_server)
+    )
+    server.add_argument(
+        "--stripe-port",
+        type=int,
+        default=STRIPE_EMULATOR_PORT,
+        help=f"Stripe emulator port (default {STRIPE_EMULATOR_PORT}; 0: any free port)",
+    )
+    server.add_argument(
+        "--quickbooks-port",
+        type=int,
+        default=QUICKBOOKS_EMULATOR_PORT,
+        help=f"QuickBooks emulator port (default {QUICKBOOKS_EMULATOR_PORT}; 0: any free port)",
+    )
+    server.set_defaults(func=cmd_server)
 
     export = sub.add_parser("export", help="export an issued invoice (Orb Invoice JSON)")
     export.add_argument("file", help="invoice JSON file, or - for stdin")
@@ -220,24 +299,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> int:
+    """The reader of our stdout went away (`billbridge exports list | head`): end quietly.
+
+    Only this command's printing ends; servers never see SIGPIPE (Python ignores it, so a
+    client that drops a connection raises in that request's thread alone). Later writes and
+    the final flush go to /dev/null instead of raising again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_STDOUT_CLOSED
+
+
 def main(argv: list[str] | None = None) -> None:
-    # `billbridge export x.json | head` should end quietly, as a Unix tool does.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    from billbridge.workers.operator_errors import explain
+
     args = build_parser().parse_args(argv)
     try:
-        level = Settings.from_env().log_level
+        settings = Settings.from_env()
     except ValueError as err:
         raise SystemExit(f"billbridge: {err}") from err
+    level = settings.log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # The SDKs log every request at INFO; billbridge's own logs say what matters.
     for sdk in ("stripe", "httpx"):
         logging.getLogger(sdk).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    code = args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _stdout_closed()
+    except Exception as err:
+        # A database, key or Temporal that is not there: one line naming the variable and the
+        # address. Anything else is a bug and keeps its traceback.
+        explained = explain(err, settings)
+        if explained is None:
+            raise
+        print(f"billbridge: {explained.message}", file=sys.stderr)
+        code = explained.exit_code
     # Leave without interpreter finalization: the Temporal SDK's Rust runtime can crash there
     # (`Fatal Python error: PyGILState_Release`, sdk-python #300) and turn a success into a
     # failure. Everything the command started was stopped by its own context managers.
     logging.shutdown()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _stdout_closed()
     sys.stderr.flush()
     os._exit(code)
 

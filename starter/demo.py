@@ -7,6 +7,14 @@ exports the sample invoices of starter/samples.py concurrently, reads every prov
 (Stripe through the official SDK, QuickBooks through its API), prints a table (or JSON) and exits
 0 only if every invoice ended as expected with the provider's totals equal to the billing totals
 to the cent.
+
+The demo keeps its own data folder, `<data dir>/demo/`: its store (recreated on every run, since
+the emulators it seeds forget everything when they stop) and, when it starts one, its Temporal
+dev server's state. It never writes the user's store (DATABASE_URL is ignored), and its worker
+polls a task queue of its own, so a `billbridge worker` on the same server never takes a demo
+export to look for it in the user's store. The payload key is the user's (`<data dir>/codec.key`
+or BILLBRIDGE_CODEC_KEY[_FILE]): a `billbridge server` already running decodes the demo's
+payloads in its UI with that key.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from billbridge.activities.store import Store
@@ -57,15 +66,41 @@ class DemoRow:
     reason: str = ""
 
 
+DEMO_FOLDER = "demo"
+
+
+def demo_settings(settings: Settings, run: str) -> Settings:
+    """The demo's own store (under `<data dir>/demo/`) and task queue; the rest as configured."""
+    folder = settings.data_dir / DEMO_FOLDER
+    return dataclasses.replace(
+        settings,
+        database_url=f"sqlite:///{folder / 'billbridge.db'}",
+        task_queue=f"billbridge-demo-{run}",
+    )
+
+
+def _fresh_store(database_url: str) -> None:
+    """Delete the demo store of an earlier run: its mappings, customer links and QuickBooks
+    grant point at emulator objects that vanished when those emulators stopped."""
+    path = Path(database_url.removeprefix("sqlite:///"))
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+
+
 def run_demo(*, as_json: bool = False) -> int:
     # Rate-limited and retried attempts are part of the show, not errors: the table tells the
     # outcome, and the Temporal UI every attempt.
     logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)
     logging.getLogger("temporalio.workflow").setLevel(logging.ERROR)
-    settings = Settings.from_env()
-    with local_services(settings) as services:
-        rows = asyncio.run(_run(services.settings))
+    # The demo runs its emulators whatever TEMPORAL_ADDRESS says (core/config.py).
+    run = secrets.token_hex(3)  # fresh invoice ids per run: a running server keeps old ones
+    settings = demo_settings(Settings.from_env(emulators=True), run)
+    _fresh_store(settings.database_url)
+    demo_dir = settings.data_dir / DEMO_FOLDER
+    with local_services(settings, temporal_dir=demo_dir / "temporal") as services:
+        rows = asyncio.run(_run(services.settings, run))
         ui_url = services.temporal_ui_url
+        server_stops = services.temporal_started
     ok = all(row.ok for row in rows)
     if as_json:
         print(
@@ -73,6 +108,7 @@ def run_demo(*, as_json: bool = False) -> int:
                 {
                     "ok": ok,
                     "temporal_ui": ui_url,
+                    "store": settings.database_url,
                     "invoices": [dataclasses.asdict(row) for row in rows],
                 },
                 indent=2,
@@ -81,19 +117,40 @@ def run_demo(*, as_json: bool = False) -> int:
     else:
         _print_table(rows)
         print(f"\n{sum(r.ok for r in rows)}/{len(rows)} invoices ended as expected.")
-        if ui_url:
-            print(
-                f"Temporal UI: {ui_url}/namespaces/{settings.temporal_namespace}/workflows "
-                "(the server stops with the demo; `billbridge server` keeps one running)"
-            )
+        for line in closing_lines(settings, ui_url, server_stops=server_stops):
+            print(line)
     return 0 if ok else 1
 
 
-async def _run(settings: Settings) -> list[DemoRow]:
+def closing_lines(settings: Settings, ui_url: str | None, *, server_stops: bool) -> list[str]:
+    """Where the demo's results can be looked at afterwards; the server "stops with the demo"
+    only when the demo started it (a `billbridge server` it used keeps running)."""
+    lines = [
+        f"The demo's own store: DATABASE_URL={settings.database_url} (your store is untouched; "
+        "this one is recreated on every run)"
+    ]
+    if ui_url:
+        stops = (
+            " (the server stops with the demo; `billbridge server` keeps one running)"
+            if server_stops
+            else ""
+        )
+        lines.append(
+            f"Temporal UI: {ui_url}/namespaces/{settings.temporal_namespace}/workflows{stops}"
+        )
+    return lines
+
+
+async def _run(settings: Settings, run: str) -> list[DemoRow]:
     assert settings.temporal_address and settings.stripe_api_base
-    run = secrets.token_hex(3)  # fresh invoice ids per run: the store and server persist
+    # Fresh customers per run too: a `billbridge server`'s Stripe emulator outlives a run, and
+    # a customer reused from an earlier one (same seeding idempotency key) would carry that
+    # run's balance (the tiny invoice's carried amount) into this run's invoices.
     specs = [
-        dataclasses.replace(spec, invoice_id=f"{spec.invoice_id}_{run}") for spec in demo_catalog()
+        dataclasses.replace(
+            spec, invoice_id=f"{spec.invoice_id}_{run}", customer_id=f"{spec.customer_id}_{run}"
+        )
+        for spec in demo_catalog()
     ]
     store = Store(settings.database_url)
     stripe = stripe_client(settings.stripe_api_base, settings.stripe_api_key)

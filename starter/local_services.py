@@ -1,13 +1,16 @@
-"""The embedded defaults: what runs when TEMPORAL_ADDRESS or STRIPE_API_BASE is unset.
+"""The embedded defaults: what runs when TEMPORAL_ADDRESS or a provider's API base is unset.
 
 - Temporal: `temporal server start-dev` (SQLite file under the data dir, Web UI) on 127.0.0.1:7233,
   unless something already listens there (another billbridge process started it).
   Its UI decodes the (encrypted) payloads through a codec endpoint (workers/codec_server.py)
   started here with the embedded key (`<data dir>/codec.key` unless BILLBRIDGE_CODEC_KEY[_FILE]).
 - Stripe: the local emulator on 127.0.0.1:12111, likewise.
-- QuickBooks Online: the local emulator (OAuth and Accounting API) on 127.0.0.1:12112, unless
-  QUICKBOOKS_API_BASE is set; `billbridge connections authorize quickbooks` authorizes against it.
-Pointing the variables at a real cluster or real provider test modes starts none of this.
+- QuickBooks Online: the local emulator (OAuth and Accounting API) on 127.0.0.1:12112, likewise;
+  `billbridge connections authorize quickbooks` authorizes against it.
+
+Emulators start only for an API base that Settings left unset, which it does only when emulators
+are allowed (core/config.py: the embedded Temporal default, `billbridge server` / `demo`, or
+BILLBRIDGE_EMULATORS=1). Pointed at a Temporal cluster, billbridge talks to the real providers.
 """
 
 from __future__ import annotations
@@ -15,18 +18,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from billbridge.activities.providers import quickbooks
-from billbridge.activities.providers.stripe_invoice import LOCAL_EMULATOR_PORT
-from billbridge.core.config import Settings
+from billbridge.core.config import QUICKBOOKS_EMULATOR_PORT, STRIPE_EMULATOR_PORT, Settings
 from billbridge.workers.codec import EncryptionCodec, embedded_address, load_codec
 from billbridge.workers.codec_server import CodecServer
 from billbridge.workers.dev_server import DevServer, free_port
 
+if TYPE_CHECKING:  # production configurations never import the emulators
+    from billbridge.emulators.serving import EmulatorService
+
 EMBEDDED_TEMPORAL_PORT = 7233
 EMBEDDED_UI_PORT = 8233
+
+log = logging.getLogger("billbridge")
 
 
 def _listening(port: int) -> bool:
@@ -35,27 +43,50 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@dataclass(frozen=True)
+class Emulated:
+    """A local emulator standing in for a provider, and whether this process started it."""
+
+    connection: str  # the connection it stands in for, e.g. "stripe_invoice"
+    label: str  # "Stripe", "QuickBooks"
+    url: str
+    started: bool  # False: the port was already served by another process, which is used
+
+
 @dataclass
 class LocalServices:
-    settings: Settings  # with temporal_address and stripe_api_base filled in
+    settings: Settings  # with temporal_address and every emulated API base filled in
     temporal_ui_url: str | None
     codec: EncryptionCodec | None = None
     """The embedded server's payload codec; None when TEMPORAL_ADDRESS is set."""
     codec_endpoint: str | None = None
     """The codec endpoint the UI uses, when this process started the server."""
+    temporal_started: bool = False
+    """Whether this process started the Temporal server (and so stops it on exit)."""
+    emulators: list[Emulated] = field(default_factory=list)
 
 
 @contextlib.contextmanager
-def local_services(settings: Settings, *, fresh_ports: bool = False) -> Iterator[LocalServices]:
+def local_services(
+    settings: Settings,
+    *,
+    fresh_ports: bool = False,
+    stripe_port: int = STRIPE_EMULATOR_PORT,
+    quickbooks_port: int = QUICKBOOKS_EMULATOR_PORT,
+    temporal_dir: Path | None = None,
+) -> Iterator[LocalServices]:
     """Start what the settings leave unset; stop it on exit.
 
     fresh_ports: use free ports instead of the fixed defaults (a self-contained demo or test that
-    must not meet another billbridge's server).
+    must not meet another billbridge's server). stripe_port, quickbooks_port: where an emulator
+    listens (0: any free port). temporal_dir: where a dev server started here keeps its state
+    (default `<data dir>/temporal`).
     """
     with contextlib.ExitStack() as stack:
         ui_url: str | None = None
         codec: EncryptionCodec | None = None
         codec_endpoint: str | None = None
+        temporal_started = False
         if settings.temporal_address is None:
             codec = load_codec(settings)  # the embedded default key, unless one is configured
             port = free_port() if fresh_ports else EMBEDDED_TEMPORAL_PORT
@@ -68,7 +99,7 @@ def local_services(settings: Settings, *, fresh_ports: bool = False) -> Iterator
                 codec_server = stack.enter_context(CodecServer(codec, allow_origin=ui_origins))
                 codec_endpoint = codec_server.url
                 server = DevServer(
-                    settings.data_dir / "temporal",
+                    temporal_dir or settings.data_dir / "temporal",
                     port=port,
                     ui_port=ui_port,
                     namespace=settings.temporal_namespace,
@@ -76,30 +107,81 @@ def local_services(settings: Settings, *, fresh_ports: bool = False) -> Iterator
                 )
                 stack.enter_context(server)
                 address, ui_url = server.address, server.ui_url
+                temporal_started = True
             settings = replace(settings, temporal_address=address)
             # load_codec(settings) in this process keeps the embedded key default for it.
             stack.enter_context(embedded_address(address))
+        emulators: list[Emulated] = []
         if settings.stripe_api_base is None:
             if settings.stripe_api_key != Settings.from_env({}).stripe_api_key:
-                logging.getLogger("billbridge").warning(
+                log.warning(
                     "STRIPE_API_KEY is set but STRIPE_API_BASE is not: exports go to the LOCAL "
                     "Stripe emulator; set STRIPE_API_BASE=https://api.stripe.com for real Stripe"
                 )
             # Imported here: production configurations point at Stripe and never load it.
             from billbridge.emulators.stripe import StripeEmulator
 
-            port = free_port() if fresh_ports else LOCAL_EMULATOR_PORT
-            if fresh_ports or not _listening(port):
-                emulator = StripeEmulator(port=port)
-                stack.enter_context(emulator)
-            settings = replace(settings, stripe_api_base=f"http://127.0.0.1:{port}")
+            stripe = _emulate(
+                stack,
+                "stripe_invoice",
+                "Stripe",
+                0 if fresh_ports else stripe_port,
+                lambda port: StripeEmulator(port=port),
+            )
+            emulators.append(stripe)
+            settings = replace(settings, stripe_api_base=stripe.url)
         if settings.quickbooks_api_base is None:
+            if settings.quickbooks_client_id:
+                log.warning(
+                    "QUICKBOOKS_CLIENT_ID is set but QUICKBOOKS_API_BASE is not: QuickBooks "
+                    "exports go to the LOCAL QuickBooks emulator; set "
+                    "QUICKBOOKS_API_BASE=https://quickbooks.api.intuit.com for Intuit"
+                )
             from billbridge.emulators.quickbooks import QuickBooksEmulator
 
-            port = free_port() if fresh_ports else quickbooks.LOCAL_EMULATOR_PORT
-            if fresh_ports or not _listening(port):
-                stack.enter_context(QuickBooksEmulator(port=port))
-            settings = replace(settings, quickbooks_api_base=f"http://127.0.0.1:{port}")
+            quickbooks = _emulate(
+                stack,
+                "quickbooks",
+                "QuickBooks",
+                0 if fresh_ports else quickbooks_port,
+                lambda port: QuickBooksEmulator(port=port),
+            )
+            emulators.append(quickbooks)
+            settings = replace(settings, quickbooks_api_base=quickbooks.url)
+        for emulated in emulators:
+            if emulated.started:
+                log.info(
+                    "%s: LOCAL EMULATOR started at %s (it keeps its objects in memory only)",
+                    emulated.label,
+                    emulated.url,
+                )
+            else:  # not ours: we cannot vouch for what it is
+                log.info(
+                    "%s: using %s, already served by another process (a local emulator, "
+                    "e.g. `billbridge server`'s, is expected there)",
+                    emulated.label,
+                    emulated.url,
+                )
         yield LocalServices(
-            settings=settings, temporal_ui_url=ui_url, codec=codec, codec_endpoint=codec_endpoint
+            settings=settings,
+            temporal_ui_url=ui_url,
+            codec=codec,
+            codec_endpoint=codec_endpoint,
+            temporal_started=temporal_started,
+            emulators=emulators,
         )
+
+
+def _emulate(
+    stack: contextlib.ExitStack,
+    connection: str,
+    label: str,
+    port: int,
+    make: Callable[[int], EmulatorService[Any]],
+) -> Emulated:
+    """Start an emulator on `port` (0: a free one) unless that port is already served."""
+    if port and _listening(port):
+        # Another process (usually `billbridge server`) serves it; we cannot tell what it is.
+        return Emulated(connection, label, f"http://127.0.0.1:{port}", started=False)
+    emulator = stack.enter_context(make(port))
+    return Emulated(connection, label, emulator.base_url, started=True)

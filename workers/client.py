@@ -8,6 +8,18 @@ from temporalio.converter import PayloadCodec
 from billbridge.workers.codec import data_converter
 
 
+class TemporalUnreachable(RuntimeError):
+    """No Temporal frontend answered at `address`; str() is the SDK's reason.
+
+    A RuntimeError, as the SDK's own connect failure is, so callers that caught that still do.
+    """
+
+    def __init__(self, address: str, namespace: str, reason: str) -> None:
+        super().__init__(reason)
+        self.address = address
+        self.namespace = namespace
+
+
 async def connect(
     address: str, namespace: str = "default", *, codec: PayloadCodec | None = None
 ) -> Client:
@@ -15,6 +27,12 @@ async def connect(
 
     pydantic models (with Decimal money) cross history as JSON through that converter; with
     `codec` (`billbridge.workers.codec.load_codec(settings)`), every payload is encrypted too.
-    Every process on one cluster must use the same keys.
+    Every process on one cluster must use the same keys. Raises TemporalUnreachable (with the
+    address, for the operator's message) when nothing answers there.
     """
-    return await Client.connect(address, namespace=namespace, data_converter=data_converter(codec))
+    try:
+        return await Client.connect(
+            address, namespace=namespace, data_converter=data_converter(codec)
+        )
+    except RuntimeError as err:
+        raise TemporalUnreachable(address, namespace, str(err)) from err

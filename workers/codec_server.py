@@ -96,6 +96,13 @@ def _handler_for(owner: CodecServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:
             log.debug("%s " + format, self.address_string(), *args)
 
+        def handle(self) -> None:
+            # A UI tab closed mid-request ends that request only, without a traceback.
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+                self.close_connection = True
+
         def _cors(self) -> None:
             origin = (self.headers.get("Origin") or "").rstrip("/")
             if origin in owner.allow_origins:
