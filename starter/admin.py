@@ -21,7 +21,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pydantic
@@ -37,7 +37,7 @@ from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import ExportError, ProviderItemMissing
 from billbridge.core.messages import ExportStatus
 from billbridge.core.models import EXPORTABLE_PROVIDERS, format_validation_error
-from billbridge.starter.door import retry_waiting_exports
+from billbridge.starter.door import retry_exports_concerned, retry_waiting_exports
 from billbridge.workers.client import connect
 from billbridge.workers.codec import CodecKeyError, load_codec
 from billbridge.workers.operator_errors import explain, store_unavailable
@@ -74,21 +74,44 @@ def parse_mappings_csv(text: str) -> dict[str, str]:
     return mappings
 
 
-async def _signal_waiting(settings: Settings) -> int:
-    """Signal every export that needs attention to check again; how many were signalled.
+async def _signal_waiting(
+    settings: Settings,
+    *,
+    connection_id: str | None = None,
+    customer_ids: Sequence[str] | None = None,
+) -> int:
+    """Signal the exports that need attention to check again; how many were signalled.
 
-    Raises TemporalUnreachable when Temporal cannot be reached.
+    With a connection or customers, only the waiting exports that fix concerns (read from the
+    store); without, every waiting export (`attention retry`). Raises TemporalUnreachable when
+    Temporal cannot be reached.
     """
     address = settings.temporal_address or "127.0.0.1:7233"
     client = await connect(address, settings.temporal_namespace, codec=load_codec(settings))
-    return await retry_waiting_exports(client)
+    if connection_id is None and customer_ids is None:
+        return await retry_waiting_exports(client)
+    with open_store(settings) as store:
+        return await retry_exports_concerned(
+            client, store, connection_id=connection_id, customer_ids=customer_ids
+        )
 
 
-def signal_waiting_exports(settings: Settings | None = None) -> None:
-    """After a fix, let every export that needs attention try again (prints what it did)."""
+def signal_waiting_exports(
+    settings: Settings | None = None,
+    *,
+    connection_id: str | None = None,
+    customer_ids: Sequence[str] | None = None,
+) -> None:
+    """After a fix, let the exports it concerns try again (prints what it did).
+
+    A connection's fix (mapping, credentials, settings): those waiting on it; a customer's:
+    that customer's exports.
+    """
     settings = settings or Settings.from_env()
     try:
-        count = asyncio.run(_signal_waiting(settings))
+        count = asyncio.run(
+            _signal_waiting(settings, connection_id=connection_id, customer_ids=customer_ids)
+        )
     except Exception as err:  # the fix is stored either way; say how to apply it later
         explained = explain(err, settings)
         print(
@@ -187,7 +210,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 return 1
             store.set_mapping(args.connection, args.billing_item, args.provider_item)
             print(f"{args.connection}: {args.billing_item} -> {args.provider_item}")
-            signal_waiting_exports(settings)
+            signal_waiting_exports(settings, connection_id=args.connection)
         elif args.action == "delete":
             if not args.billing_item:
                 print("billbridge: mappings delete CONNECTION BILLING_ITEM", file=sys.stderr)
@@ -212,7 +235,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 return 2
             store.set_mappings(args.connection, mappings)
             print(f"{args.connection}: imported {len(mappings)} mapping(s)")
-            signal_waiting_exports(settings)
+            signal_waiting_exports(settings, connection_id=args.connection)
         elif args.action == "export":
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)
@@ -355,7 +378,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
             code = _list_connections(
                 store, settings, only=args.connection, health="credentials accepted (just now)"
             )
-            signal_waiting_exports(settings)
+            signal_waiting_exports(settings, connection_id=args.connection)
             return code
         try:
             new_settings = _connection_settings(
@@ -391,7 +414,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
         )
         code = _list_connections(store, settings, only=args.connection, health=health)
     if args.action != "disable":
-        signal_waiting_exports(settings)
+        signal_waiting_exports(settings, connection_id=args.connection)
     return code
 
 

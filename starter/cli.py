@@ -65,7 +65,7 @@ def cmd_customers(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"upserted {len(customers)} customer(s)")
-    admin.signal_waiting_exports()
+    admin.signal_waiting_exports(customer_ids=[customer.id for customer in customers])
     return 0
 
 

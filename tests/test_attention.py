@@ -5,10 +5,12 @@ forever. Real dev server, real worker, Stripe emulator."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,6 +114,7 @@ async def test_a_fix_signals_only_the_exports_it_concerns(
     worker: Settings,
     emulator: StripeEmulator,
     stripe_account: StripeAccount,
+    tmp_path: Path,
 ) -> None:
     submit_invoice(store, build_invoice("inv_needs_mapping", "cust_1", "USD", UNMAPPED))
     submit_invoice(store, build_invoice("inv_needs_customer", "cust_missing", "USD", SEATS))
@@ -131,6 +134,25 @@ async def test_a_fix_signals_only_the_exports_it_concerns(
     # Neither fix concerned the export that waits for its customer: it was never re-run.
     assert tries("inv_needs_customer") == before["inv_needs_customer"]
     assert await retry_exports_concerned(client, store, customer_ids=["cust_nobody"]) == 0
+
+    # The CLI's fixes do the same: each signals the one export it concerns, which then exports.
+    product = stripe_account.products["item_seats"]
+    mapped = billbridge(worker, "mappings", "set", "stripe_invoice", "item_unmapped", product)
+    assert mapped.returncode == 0, mapped.stderr
+    assert "signalled 1 export(s)" in mapped.stdout
+    customer = build_customer("cust_missing", payment_provider_id=stripe_account.customer_id)
+    path = tmp_path / "customer.json"
+    path.write_text(json.dumps(customer))
+    upserted = billbridge(worker, "customers", "upsert", str(path))
+    assert upserted.returncode == 0, upserted.stderr
+    assert "signalled 1 export(s)" in upserted.stdout
+    for invoice_id in ("inv_needs_mapping", "inv_needs_customer"):
+        handle = client.get_workflow_handle(
+            f"export-invoice/{invoice_id}", result_type=ExportResult
+        )
+        result = await export_result(handle, invoice_id, through_attention=True)
+        assert result.status == ExportStatus.EXPORTED, result.reason
+    assert store.list_exports("needs_attention") == []
 
 
 class BuggyPlans:
