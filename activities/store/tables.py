@@ -1,0 +1,185 @@
+"""The store's tables (one sqlmodel registry of their own) and the row views it returns.
+
+JSON is stored in text columns (portable across both databases); amounts are stored as their
+decimal strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, Text
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from billbridge.activities.store.helpers import _utcnow
+
+# --------------------------------------------------------------------------- tables
+
+
+class _StoreModel(SQLModel, registry=registry()):
+    """Own registry/metadata: billbridge's tables never collide with other SQLModel users."""
+
+
+def _ts() -> Any:
+    return Field(default_factory=_utcnow, sa_type=DateTime(timezone=True))
+
+
+class InvoiceTable(_StoreModel, table=True):
+    __tablename__ = "invoices"
+
+    id: str = Field(primary_key=True)
+    customer_id: str = Field(index=True)
+    currency: str
+    total: str
+    amount_due: str
+    line_count: int
+    header_json: str = Field(sa_type=Text)
+    content_sha256: str
+    received_at: datetime = _ts()
+
+
+class InvoiceLineTable(_StoreModel, table=True):
+    __tablename__ = "invoice_lines"
+
+    invoice_id: str = Field(primary_key=True, foreign_key="invoices.id")
+    position: int = Field(primary_key=True)
+    line_id: str
+    payload_json: str = Field(sa_type=Text)
+
+
+class CustomerTable(_StoreModel, table=True):
+    __tablename__ = "customers"
+
+    id: str = Field(primary_key=True)
+    external_customer_id: str | None = Field(default=None, index=True)
+    payment_provider: str | None = None
+    payment_provider_id: str | None = None
+    payload_json: str = Field(sa_type=Text)
+    updated_at: datetime = _ts()
+
+
+class ConnectionTable(_StoreModel, table=True):
+    __tablename__ = "connections"
+
+    id: str = Field(primary_key=True)
+    provider: str
+    enabled: bool = Field(default=True, sa_type=Boolean)
+    credentials_ref: str | None = None
+    settings_json: str = Field(default="{}", sa_type=Text)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class ItemMappingTable(_StoreModel, table=True):
+    __tablename__ = "item_mappings"
+
+    connection_id: str = Field(primary_key=True)
+    billing_item_id: str = Field(primary_key=True)
+    """An Orb item id, or an adjustment key such as ``adjustment:discount``."""
+    provider_item_id: str
+    updated_at: datetime = _ts()
+
+
+class CustomerLinkTable(_StoreModel, table=True):
+    __tablename__ = "customer_links"
+
+    connection_id: str = Field(primary_key=True)
+    customer_id: str = Field(primary_key=True)
+    provider_customer_id: str
+    verified_at: datetime = _ts()
+
+
+class ExportRecordTable(_StoreModel, table=True):
+    __tablename__ = "export_records"
+
+    invoice_id: str = Field(primary_key=True)
+    provider: str = Field(primary_key=True)
+    status: str = "pending"
+    external_id: str | None = None
+    external_url: str | None = None
+    billing_total: str | None = None
+    provider_total: str | None = None
+    provider_amount_due: str | None = None
+    line_count: int | None = None
+    request_count: int = 0
+    error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class ExportAttemptTable(_StoreModel, table=True):
+    __tablename__ = "export_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: str = Field(index=True)
+    provider: str
+    step: str
+    error: str = Field(sa_type=Text)
+    at: datetime = _ts()
+
+
+class AccountSettingTable(_StoreModel, table=True):
+    """Account-wide export settings (default provider, which customers export), as JSON."""
+
+    __tablename__ = "account_settings"
+
+    key: str = Field(primary_key=True)
+    value_json: str = Field(sa_type=Text)
+    updated_at: datetime = _ts()
+
+
+_TABLES = [
+    AccountSettingTable,
+    InvoiceTable,
+    InvoiceLineTable,
+    CustomerTable,
+    ConnectionTable,
+    ItemMappingTable,
+    CustomerLinkTable,
+    ExportRecordTable,
+    ExportAttemptTable,
+]
+
+
+# --------------------------------------------------------------------------- row views
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    id: str
+    provider: str
+    enabled: bool
+    credentials_ref: str | None
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    invoice_id: str
+    provider: str
+    status: str
+    external_id: str | None
+    external_url: str | None
+    billing_total: str | None
+    provider_total: str | None
+    provider_amount_due: str | None
+    line_count: int | None
+    request_count: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    id: int
+    invoice_id: str
+    provider: str
+    step: str
+    error: str
+    at: datetime
