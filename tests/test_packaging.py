@@ -33,6 +33,9 @@ def test_wheel_maps_every_folder_under_the_billbridge_namespace(tmp_path: Path) 
         "billbridge",
         wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
     }
-    for package in ("workflows", "activities", "workers", "starter", "core", "emulators"):
-        assert f"billbridge/{package}/__init__.py" in names
+    # Every Python file of every folder the wheel maps, subpackages included.
+    folders = ("workflows", "activities", "workers", "starter", "core", "emulators")
+    for folder in folders:
+        for source in (ROOT / folder).rglob("*.py"):
+            assert f"billbridge/{source.relative_to(ROOT).as_posix()}" in names, source
     assert not any(name.startswith("billbridge/tests") for name in names)
