@@ -49,14 +49,9 @@ async def _waiting(
     return handle
 
 
-async def _activity_running(handle: WorkflowHandle[Any, Any], activity_type: str) -> None:
-    for _ in range(300):
-        description = await handle.describe()
-        for pending in description.raw_description.pending_activities:
-            if pending.activity_type.name == activity_type and pending.last_started_time.seconds:
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{activity_type} never started")
+def _fault_fired(emulator: StripeEmulator) -> bool:
+    """Whether the armed fault met its request: the emulator is holding that request now."""
+    return not any(fault["remaining"] for fault in emulator.faults())
 
 
 async def test_a_fix_signalled_while_the_failing_pass_runs_is_not_lost(
@@ -72,9 +67,7 @@ async def test_a_fix_signalled_while_the_failing_pass_runs_is_not_lost(
     emulator.add_fault(Fault(kind="delay", seconds=3, path_prefix="/v1/products/prod_gone"))
     submit_invoice(store, build_invoice("inv_fix_mid_pass", "cust_1", "USD", SEATS))
     handle = await start_export(client, "inv_fix_mid_pass", worker.task_queue)
-    await _activity_running(handle, "prepare_export")
-    # The step reads the mapping within milliseconds, then waits 3 s on the lookup: fix inside.
-    await asyncio.sleep(1)
+    await wait_for(lambda: _fault_fired(emulator))  # the lookup of the old mapping is in flight
     store.set_mapping("stripe_invoice", "item_seats", stripe_account.products["item_seats"])
     await retry_export(client, "inv_fix_mid_pass")
 

@@ -60,6 +60,9 @@ MAX_PLAN_CHANGES = 3
 
 
 T = TypeVar("T")
+# What a failed step raises in the workflow: an ActivityError around the activity's error, or,
+# for a local activity, the activity's ApplicationError itself.
+StepError = ActivityError | ApplicationError
 
 
 def _retry(maximum_interval: timedelta) -> RetryPolicy:
@@ -76,6 +79,22 @@ async def _quick_step(name: str, arg: Any, result_type: type[T]) -> T:
         name,
         arg,
         result_type=result_type,
+        start_to_close_timeout=timedelta(minutes=2),
+        retry_policy=_retry(timedelta(minutes=1)),
+    )
+    return result
+
+
+async def _prepare_step(arg: PrepareInput) -> Prepared:
+    # A local activity: it runs on the worker that runs this workflow task and is recorded as
+    # one marker, without a round trip through the task queue. It is short (store reads, a
+    # customer check and item lookups cached per worker); it never heartbeats. Should the
+    # worker die, the workflow task times out and another worker runs it again, which is safe
+    # (its only writes, a customer link or creation, are idempotent).
+    result: Prepared = await workflow.execute_local_activity(
+        names.PREPARE_EXPORT,
+        arg,
+        result_type=Prepared,
         start_to_close_timeout=timedelta(minutes=2),
         retry_policy=_retry(timedelta(minutes=1)),
     )
@@ -149,12 +168,11 @@ class ExportInvoiceWorkflow:
         invoice_id = request.invoice_id
         started = workflow.now().timestamp()
         try:
-            prepared = await _quick_step(
-                names.PREPARE_EXPORT,
-                PrepareInput(invoice_id=invoice_id, push_started_at=started),
-                Prepared,
+            prepared = await _prepare_step(
+                PrepareInput(invoice_id=invoice_id, push_started_at=started)
             )
-        except ActivityError as err:  # unmapped items, unknown customer, bad credentials, ...
+        # A local activity's failure arrives as its ApplicationError itself, not wrapped.
+        except (ActivityError, ApplicationError) as err:  # unmapped items, unknown customer, ...
             await self._fail_or_wait(_decision_of(invoice_id, err), err, deadline)
             return None
         decision = prepared.decision
@@ -264,9 +282,7 @@ class ExportInvoiceWorkflow:
             request_count=push.request_count,
         )
 
-    async def _fail_or_wait(
-        self, decision: Decision, err: ActivityError, deadline: datetime
-    ) -> None:
+    async def _fail_or_wait(self, decision: Decision, err: StepError, deadline: datetime) -> None:
         """Wait for a fix when a person can make one (needs attention); otherwise fail.
 
         Returns when a `retry` signal arrived; fails the workflow when the deadline passes.
@@ -291,9 +307,7 @@ class ExportInvoiceWorkflow:
         except TimeoutError:
             await self._fail(decision, err, waited=True)
 
-    async def _fail(
-        self, decision: Decision, err: ActivityError, *, waited: bool = False
-    ) -> NoReturn:
+    async def _fail(self, decision: Decision, err: StepError, *, waited: bool = False) -> NoReturn:
         """Record why the export failed, show it in the UI, and fail the workflow with it."""
         reason = _failure_message(err)
         if waited:
@@ -353,9 +367,9 @@ def _result(
     return result
 
 
-def _decision_of(invoice_id: str, err: ActivityError) -> Decision:
+def _decision_of(invoice_id: str, err: StepError) -> Decision:
     """What is known of an export whose prepare step failed: where the error says it was."""
-    cause = err.cause
+    cause = _cause(err)
     context = ErrorContext.of(cause) if isinstance(cause, ApplicationError) else ErrorContext()
     return Decision(
         invoice_id=invoice_id,
@@ -366,18 +380,23 @@ def _decision_of(invoice_id: str, err: ActivityError) -> Decision:
     )
 
 
-def _error_type(err: ActivityError) -> str:
-    cause = err.cause
+def _cause(err: StepError) -> BaseException | None:
+    """The error an activity raised: the cause of an ActivityError, or a local activity's own."""
+    return err.cause if isinstance(err, ActivityError) else err
+
+
+def _error_type(err: StepError) -> str:
+    cause = _cause(err)
     return (cause.type or "") if isinstance(cause, ApplicationError) else ""
 
 
-def _needs_attention(err: ActivityError) -> bool:
-    cause = err.cause
+def _needs_attention(err: StepError) -> bool:
+    cause = _cause(err)
     return isinstance(cause, ApplicationError) and cause.type in NEEDS_ATTENTION
 
 
-def _failure_message(err: ActivityError) -> str:
-    cause = err.cause
+def _failure_message(err: StepError) -> str:
+    cause = _cause(err)
     if isinstance(cause, ApplicationError):
         return f"{cause.type}: {cause.message}" if cause.type else cause.message
     return str(cause or err)
