@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         RecordInput,
         StepInput,
     )
+    from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
     from billbridge.workflows.search_attributes import (
         CUSTOMER_ID,
         EXPORT_STATUS,
@@ -77,7 +78,7 @@ async def _push_step(arg: PushInput) -> PushResult:
         arg,
         result_type=PushResult,
         start_to_close_timeout=timedelta(minutes=30),
-        heartbeat_timeout=timedelta(seconds=15),
+        heartbeat_timeout=PUSH_HEARTBEAT_TIMEOUT,
         retry_policy=_retry(timedelta(minutes=1)),
     )
     return result
