@@ -75,6 +75,11 @@ class ProviderLimitExceeded(ExportError):
     """The invoice exceeds a hard limit of the provider that consolidation cannot meet."""
 
 
+class ProviderInvoiceMissing(ExportError):
+    """The invoice an earlier attempt issued at the provider is gone there (deleted, another
+    account, lost data): it may already be with the customer, so a person must decide."""
+
+
 # What a person can fix: the export waits (needs attention) instead of failing.
 NEEDS_ATTENTION = frozenset(
     cls.__name__
@@ -82,6 +87,7 @@ NEEDS_ATTENTION = frozenset(
         UnmappedItems,
         ProviderItemMissing,
         ProviderCustomerMissing,
+        ProviderInvoiceMissing,
         ProviderAuthFailed,
         ConnectionDisabled,
         UnknownCustomer,
