@@ -12,6 +12,8 @@ timeout" holds in the test as in production; a provider call slower than the hea
 from __future__ import annotations
 
 import dataclasses
+import socket
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -19,6 +21,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio import workflow
@@ -34,6 +37,7 @@ from temporalio.worker import (
 )
 
 from billbridge.activities.export import ExportActivities
+from billbridge.activities.providers import deadline
 from billbridge.activities.store import Store
 from billbridge.core import activity_names as names
 from billbridge.core.config import Settings
@@ -262,3 +266,41 @@ async def test_slow_quickbooks_lookup_gives_up_before_the_retry_and_creates_once
     ]
     assert Decimal(str(created["TotalAmt"])) == Decimal(invoice["total"])
     assert result.external_id == created["Id"]
+
+
+# -- the deadline itself -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def trickling_server() -> Iterator[str]:
+    """An HTTP server that answers one byte at a time, each well within a read timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n")
+            for _ in range(200):
+                if stop.wait(0.05):
+                    return
+                try:
+                    connection.sendall(b"x")
+                except OSError:  # the client gave up
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_a_trickling_response_cannot_outlast_the_request_deadline(trickling_server: str) -> None:
+    # Every byte arrives 0.05 s after the last, so no single read ever waits 1 s: a per-socket-
+    # operation timeout of 1 s would let the answer take 10 s. The total deadline ends it.
+    with deadline.client(trickling_server) as http, deadline.within(1.0):
+        with pytest.raises(httpx.ReadTimeout):
+            http.get(trickling_server, timeout=deadline.timeout())
