@@ -615,15 +615,28 @@ class ExportActivities:
                 external_id=external_id,
             )
 
+        def remember_issued(external_id: str, external_url: str) -> None:
+            self.store.upsert_export(
+                request.invoice_id,
+                request.provider,
+                status=ExportStatus.PUSHING.value,
+                external_id=external_id,
+                external_url=external_url,
+            )
+
         context = PushContext(
             invoice_id=request.invoice_id,
             provider_customer_id=request.provider_customer_id,
             push_started_at=request.push_started_at,
             known_external_id=record.external_id if record is not None else None,
+            # A record gets its external URL when its invoice is issued (remember_issued, or
+            # the export's result): a draft's record has none.
+            known_external_issued=record is not None and bool(record.external_url),
             may_have_written=activity.info().attempt > 1
             or (record is not None and record.status in ("pushing", "failed")),
             heartbeat=lambda detail: activity.heartbeat(detail),
             remember_external_id=remember,
+            remember_issued=remember_issued,
         )
         return self.provider(request.provider, request.connection_id).push(plan, context)
 

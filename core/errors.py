@@ -113,6 +113,11 @@ class PlanChanged(ExportError):
     connection changed between the steps): the export plans again from the start."""
 
 
+class ProviderInvoiceMissing(ExportError):
+    """The invoice an earlier attempt issued at the provider is gone there (deleted, another
+    account, lost data): it may already be with the customer, so a person must decide."""
+
+
 # What a person can fix: the export waits (needs attention) instead of failing.
 NEEDS_ATTENTION = frozenset(
     cls.__name__
@@ -120,6 +125,7 @@ NEEDS_ATTENTION = frozenset(
         UnmappedItems,
         ProviderItemMissing,
         ProviderCustomerMissing,
+        ProviderInvoiceMissing,
         ProviderAuthFailed,
         ConnectionDisabled,
         UnknownCustomer,

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RecordInput,
         StepInput,
     )
+    from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
     from billbridge.workflows.search_attributes import (
         CUSTOMER_ID,
         EXPORT_STATUS,
@@ -110,7 +111,7 @@ async def _push_step(name: str, arg: PushInput | PushPlanInput) -> PushResult:
         arg,
         result_type=PushResult,
         start_to_close_timeout=timedelta(minutes=30),
-        heartbeat_timeout=timedelta(seconds=15),
+        heartbeat_timeout=PUSH_HEARTBEAT_TIMEOUT,
         retry_policy=_retry(timedelta(minutes=1)),
     )
     return result

@@ -12,12 +12,15 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from temporalio import activity
+
 from billbridge.activities.oauth import GrantStore
 from billbridge.core.breakdown import InvoiceBreakdown
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import TotalMismatch
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Customer, Invoice
+from billbridge.core.timeouts import request_timeout
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,24 @@ class Plan:
         raise NotImplementedError
 
 
+def heartbeat_running_activity(detail: str) -> None:
+    """Heartbeat the Temporal activity this thread runs, if it has a heartbeat timeout.
+
+    What a provider call heartbeats with outside `push` (e.g. resolving items while the push
+    activity plans): the push is then already on the clock. Other steps have no heartbeat
+    timeout and are left alone, and so is code outside any activity (the CLI's checks).
+    """
+    if activity.in_activity() and activity.info().heartbeat_timeout is not None:
+        activity.heartbeat(detail)
+
+
+def provider_request_timeout() -> float:
+    """Seconds one provider request may take, all of it: PROVIDER_REQUEST_TIMEOUT, or less when
+    the running activity's heartbeat timeout is short (core/timeouts.py)."""
+    heartbeat = activity.info().heartbeat_timeout if activity.in_activity() else None
+    return request_timeout(heartbeat).total_seconds()
+
+
 @dataclass
 class PushContext:
     """What push needs from its activity: resume data and progress callbacks."""
@@ -57,11 +78,18 @@ class PushContext:
     provider_customer_id: str
     push_started_at: float
     known_external_id: str | None = None
+    # Whether an earlier attempt issued the known object, or asked the provider to (Stripe:
+    # finalize). If it vanished, a draft is simply replaced, but an issued invoice may already
+    # be with the customer: a person must look, never a silent second invoice.
+    known_external_issued: bool = False
     # False only on the first attempt of the first push of this invoice: no earlier attempt can
     # have written anything, so the provider-side lookup for its objects can be skipped.
     may_have_written: bool = True
-    heartbeat: Callable[[str], None] = lambda detail: None
+    # Called around every provider request (providers route it through their `_call`).
+    heartbeat: Callable[[str], None] = heartbeat_running_activity
     remember_external_id: Callable[[str], None] = lambda external_id: None
+    # (external id, where a person finds it): called before the request that issues it.
+    remember_issued: Callable[[str, str], None] = lambda external_id, url: None
 
 
 class InvoiceProvider(Protocol):

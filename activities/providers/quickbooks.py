@@ -8,6 +8,12 @@ is preceded by a lookup by DocNumber (or by the customer's invoices) for the bil
 PrivateNote, so a retry after the request id is forgotten still finds what an earlier attempt
 wrote. One billing invoice never becomes two QuickBooks invoices.
 
+QuickBooks has no drafts: an invoice is issued when it is created. One an earlier attempt created
+that is gone (a person deleted it in QuickBooks) is looked for again by number and marker, and if
+it is not there a person must decide; it is never silently created a second time.
+
+Every request heartbeats before and after, and has a total deadline (core/timeouts.py).
+
 Money: QuickBooks takes decimal amounts with two places; every amount is sent as a JSON number
 whose text is the exact Decimal (no binary-float rounding), and QuickBooks' TotalAmt is compared
 with the billing total to the cent before the export counts as done.
@@ -28,13 +34,22 @@ from urllib.parse import urlsplit
 import httpx
 
 from billbridge.activities.oauth import OAuthApp, OAuthEndpoints, TokenKeeper
-from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.activities.providers import deadline
+from billbridge.activities.providers.base import (
+    ConnectionConfig,
+    Plan,
+    PushContext,
+    heartbeat_running_activity,
+    provider_request_timeout,
+)
 from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
 from billbridge.core.errors import (
     ProviderAuthFailed,
     ProviderCustomerMissing,
+    ProviderInvoiceMissing,
     ProviderItemMissing,
+    ProviderLimitExceeded,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -64,8 +79,10 @@ MAX_DOC_NUMBER = 21  # DocNumber's documented maximum length
 MARKER = "billbridge invoice "  # PrivateNote prefix that identifies our invoices
 UNIT_PRICE_PLACES = Decimal("1e-7")  # UnitPrice precision used for quantity x unit lines
 QUERY_PAGE = 1000  # QuickBooks' maximum maxresults
+# Most rows a query reads (page by page) before it gives up with a clear error; every query here
+# is narrowed to a handful of rows, so more means something is wrong.
+MAX_QUERY_ROWS = 5000
 ITEM_CACHE_SECONDS = 300.0
-REQUEST_TIMEOUT = 120.0  # QuickBooks times requests out after 120 s
 
 
 def request_id(invoice_id: str, step: str) -> str:
@@ -197,11 +214,12 @@ def _line(line: ExportLine, currency: str, item_id: str) -> dict[str, Any]:
 class QuickBooksInvoiceProvider:
     name = "quickbooks"
 
-    def __init__(self, base_url: str, tokens: TokenKeeper, *, timeout: float = REQUEST_TIMEOUT):
+    def __init__(self, base_url: str, tokens: TokenKeeper):
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
-        # Retries belong to Temporal; the client only keeps connections alive.
-        self.http = httpx.Client(timeout=timeout)
+        # Retries belong to Temporal; the client only keeps connections alive. Each request
+        # ends by its total deadline (see _call).
+        self.http = deadline.client(self.base_url)
         self._calls = threading.local()
         self._items: dict[str, float] = {}  # item id -> when its existence check expires
         self._items_lock = threading.Lock()
@@ -243,24 +261,34 @@ class QuickBooksInvoiceProvider:
         params: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """One API call; a refused access token is refreshed and the call made once more."""
+        """One API call; a refused access token is refreshed and the call made once more.
+
+        Every request (and the token step, which may refresh over the network) heartbeats
+        before and after, and has a total deadline.
+        """
+        heartbeat = getattr(self._calls, "heartbeat", None) or heartbeat_running_activity
         url = f"{self.base_url}/v3/company/{self.realm_id}/{path}"
         query = {"minorversion": MINOR_VERSION, **(params or {})}
+        heartbeat(f"{doing}: access token")
         token = self.tokens.access_token()
         for attempt in (1, 2):
             self._calls.count = self.request_count + 1
+            heartbeat(doing)
             try:
-                response = self.http.request(
-                    method,
-                    url,
-                    params=query,
-                    json=json_body,
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                )
+                with deadline.within(provider_request_timeout()):
+                    response = self.http.request(
+                        method,
+                        url,
+                        params=query,
+                        json=json_body,
+                        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                        timeout=deadline.timeout(),
+                    )
             except httpx.HTTPError as err:  # timeouts, refused and dropped connections
                 raise ProviderUnavailable(
                     f"QuickBooks {doing}: {type(err).__name__}: {err}"
                 ) from err
+            heartbeat(f"{doing}: answered")
             if response.status_code == 401 and attempt == 1:
                 token = self.tokens.after_rejection(token)
                 continue
@@ -288,8 +316,14 @@ class QuickBooksInvoiceProvider:
         assert isinstance(body, dict)
         return body
 
-    def _query(self, doing: str, entity: str, where: str) -> list[dict[str, Any]]:
-        """Every row of `select * from entity where ...`, page by page."""
+    def _query(
+        self, doing: str, entity: str, where: str, *, at_most: int = MAX_QUERY_ROWS
+    ) -> list[dict[str, Any]]:
+        """Every row of `select * from entity where ...`, page by page (STARTPOSITION is
+        1-based, MAXRESULTS at most 1000: developer.intuit.com, Accounting API, Data queries).
+
+        More than `at_most` rows is an error, not an endless read.
+        """
         rows: list[dict[str, Any]] = []
         while True:
             sql = (
@@ -299,6 +333,11 @@ class QuickBooksInvoiceProvider:
             body = self._call(doing, "GET", "query", params={"query": sql})
             page = body.get("QueryResponse", {}).get(entity, [])
             rows.extend(page)
+            if len(rows) > at_most:
+                raise ProviderLimitExceeded(
+                    f"QuickBooks {doing}: more than {at_most} {entity} rows match; billbridge "
+                    f"reads at most {at_most} here"
+                )
             if len(page) < QUERY_PAGE:
                 return rows
 
@@ -449,6 +488,13 @@ class QuickBooksInvoiceProvider:
     def push(self, plan: Plan, context: PushContext) -> PushResult:
         assert isinstance(plan, QuickBooksPlan)
         self._calls.count = 0
+        self._calls.heartbeat = context.heartbeat
+        try:
+            return self._push(plan, context)
+        finally:
+            self._calls.heartbeat = None
+
+    def _push(self, plan: QuickBooksPlan, context: PushContext) -> PushResult:
         invoice = self._find_invoice(plan, context)
         if invoice is None:
             try:
@@ -468,7 +514,8 @@ class QuickBooksInvoiceProvider:
                         f"QuickBooks already has another invoice numbered "
                         f"{plan.body.get('DocNumber')!r}: {err}"
                     ) from err
-        context.remember_external_id(str(invoice["Id"]))
+        # Created is issued: QuickBooks has no drafts.
+        context.remember_issued(str(invoice["Id"]), self._invoice_url(str(invoice["Id"])))
         total = Decimal(str(invoice.get("TotalAmt", "0")))
         expected = from_minor(plan.total_minor, plan.currency)
         if total != expected:
@@ -500,8 +547,14 @@ class QuickBooksInvoiceProvider:
     def _find_invoice(
         self, plan: QuickBooksPlan, context: PushContext, *, by_number_only: bool = False
     ) -> dict[str, Any] | None:
-        """The QuickBooks invoice an earlier attempt made: by stored id, number or customer."""
+        """The QuickBooks invoice an earlier attempt made: by stored id, number or customer.
+
+        A stored id QuickBooks no longer knows (610 Object Not Found, as it answers for a
+        deleted invoice) was an issued invoice: looked for again by number and marker (someone
+        may have recreated it), and if it is not there a person must decide.
+        """
         marker = plan.body["PrivateNote"]
+        vanished: str | None = None
         if context.known_external_id and not by_number_only:
             try:
                 found = self._call(
@@ -510,18 +563,28 @@ class QuickBooksInvoiceProvider:
             except QuickBooksFault as err:
                 if err.code != "610":
                     raise
+                vanished = context.known_external_id
             else:
                 if found["Invoice"].get("PrivateNote") == marker:
                     return dict(found["Invoice"])
-        if not (context.may_have_written or by_number_only):
+        if not (context.may_have_written or by_number_only or vanished):
             return None
         number = plan.body.get("DocNumber")
+        # Narrowed to a few rows: by number, else the customer's invoices of the invoice's date.
         where = (
             f"DocNumber = {_quote(number)}"
             if number
-            else f"CustomerRef = {_quote(plan.body['CustomerRef']['value'])}"
+            else f"CustomerRef = {_quote(plan.body['CustomerRef']['value'])} "
+            f"and TxnDate = {_quote(plan.body['TxnDate'])}"
         )
         for candidate in self._query("looking up earlier invoices", "Invoice", where):
             if candidate.get("PrivateNote") == marker:
                 return candidate
+        if vanished is not None:
+            raise ProviderInvoiceMissing(
+                f"QuickBooks invoice {vanished} of invoice {plan.invoice_id}, created by an "
+                "earlier attempt, no longer exists in QuickBooks (deleted there?) and none with "
+                f"its number and note {marker!r} does; billbridge will not create it again on "
+                "its own: restore or recreate it in QuickBooks, then `billbridge attention retry`"
+            )
         return None

@@ -7,11 +7,19 @@ derived from the billing invoice id and the step; because Stripe prunes keys aft
 write is preceded by a lookup (the draft by id or by metadata, lines by their metadata), so a retry
 days later still finds what an earlier attempt wrote. One billing invoice never becomes two
 Stripe invoices, and no line is added twice.
+
+A stored draft that no longer exists at Stripe (someone deleted it: Stripe deletes drafts only)
+was never issued, and is replaced by a new draft under keys of its own. An invoice an earlier
+attempt finalized, or was finalizing, that is gone (another account, deleted test data) needs a
+person: it may already be with the customer.
+
+Every request heartbeats before and after, and has a total deadline (core/timeouts.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ssl
 import threading
 import time
 from collections.abc import Collection, Iterator, Mapping
@@ -19,10 +27,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import stripe
 
-from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.activities.providers import deadline
+from billbridge.activities.providers.base import (
+    ConnectionConfig,
+    Plan,
+    PushContext,
+    heartbeat_running_activity,
+    provider_request_timeout,
+)
 from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
@@ -30,6 +47,7 @@ from billbridge.core.errors import (
     ExportError,
     ProviderAuthFailed,
     ProviderCustomerMissing,
+    ProviderInvoiceMissing,
     ProviderItemMissing,
     ProviderLimitExceeded,
     ProviderRateLimited,
@@ -52,6 +70,19 @@ ADD_LINES_BATCH = 50
 DECIMAL_PLACES = Decimal("1e-12")
 METADATA_INVOICE = "billbridge_invoice_id"
 METADATA_LINE = "billbridge_line_ref"
+# On a draft that replaces a vanished one: the vanished draft's id (see _create_draft).
+METADATA_REPLACES = "billbridge_replaces"
+# Drafts created in one push when each one vanishes again right away: then something is wrong.
+MAX_DRAFT_GENERATIONS = 3
+# Most objects a lookup reads (newest first, within its time window) before it gives up with a
+# clear error rather than page on without end.
+MAX_LISTED = 1000
+# The lookup of earlier drafts reads invoices created since the push began, less this much
+# (clock skew between Temporal and Stripe).
+LOOKUP_SLACK_SECONDS = 3600
+# Our balance transaction is created after the billing invoice was: it is looked for among those
+# created since then, less a day of clock skew.
+BALANCE_LOOKUP_SLACK = timedelta(days=1)
 DEFAULT_RETRY_AFTER = timedelta(seconds=2)
 ITEM_CACHE_SECONDS = 300.0
 # Due dates closer than this to the start of the push are treated as already due.
@@ -73,6 +104,8 @@ class StripePlan(Plan):
     lines: list[dict[str, Any]] = field(default_factory=list)
     balance_params: dict[str, Any] | None = None
     consolidated_from: int = 0  # billing-side line count when lines were consolidated
+    # Unix time before which nothing of this export can exist at Stripe (0: unknown).
+    not_before: int = 0
 
     def batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         for start in range(0, len(self.lines), ADD_LINES_BATCH):
@@ -216,9 +249,21 @@ def _consolidate(lines: list[ExportLine]) -> list[ExportLine]:
     return merged
 
 
+class StripeObjectMissing(ProviderRejected):
+    """404 resource_missing: the object the URL names does not exist (or no longer does)."""
+
+    @property
+    def type_name(self) -> str:  # the retry decision of ProviderRejected: never retried
+        return ProviderRejected.__name__
+
+
 def translate_stripe_error(err: stripe.StripeError, doing: str) -> ExportError:
     """Decide, per Stripe error type, whether a retry can help."""
     message = f"Stripe {doing}: {err.user_message or err}"
+    if err.http_status == 404 and err.code == "resource_missing":
+        # Stripe answers 404 only for the object in the URL (a missing id passed as a parameter
+        # is a 400); callers that expect one to be gone catch this.
+        return StripeObjectMissing(message)
     if isinstance(err, stripe.RateLimitError):
         # A 429 with code lock_timeout is an object lock, not a rate limit; both pass with time.
         headers = err.headers or {}
@@ -254,6 +299,48 @@ def _carried_to_balance(invoice: Any, plan: StripePlan) -> int:
     return 0
 
 
+class DeadlineHTTPClient(stripe.HTTPClient):
+    """The SDK's HTTP layer over httpx, every request within the deadline `_call` sets.
+
+    The SDK's own RequestsClient takes timeouts per socket operation, which do not bound a
+    request (activities/providers/deadline.py).
+    """
+
+    name = "billbridge-httpx"
+
+    def __init__(self, api_base: str) -> None:
+        super().__init__()
+        # Stripe's own CA bundle, which the SDK's bundled clients verify with too.
+        context = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+        self._http = deadline.client(api_base, verify=context)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        try:
+            response = self._http.request(
+                method,
+                url,
+                headers=dict(headers or {}),
+                content=post_data,
+                timeout=deadline.timeout(),
+            )
+        except httpx.HTTPError as err:  # timeouts, refused and dropped connections
+            raise stripe.APIConnectionError(
+                f"Network error talking to Stripe: {type(err).__name__}: {err}"
+            ) from err
+        return response.content, response.status_code, response.headers
+
+    def close(self) -> None:
+        self._http.close()
+
+
 class StripeInvoiceProvider:
     name = "stripe_invoice"
 
@@ -262,17 +349,17 @@ class StripeInvoiceProvider:
         api_key: str,
         api_base: str,
         *,
-        timeout: float = 30.0,
         options: ConnectionSettings | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self.options = options or ConnectionSettings()
+        self._test_mode = api_key.startswith(("sk_test_", "rk_test_"))
         # Retries belong to Temporal (visible, durable, honouring Retry-After), not to the SDK.
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": self.api_base},
             max_network_retries=0,
-            http_client=stripe.RequestsClient(timeout=timeout),
+            http_client=DeadlineHTTPClient(self.api_base),
         )
         # One provider serves every activity thread of a worker; each push counts its own calls.
         self._calls = threading.local()
@@ -447,6 +534,7 @@ class StripeInvoiceProvider:
             ],
             balance_params=balance,
             consolidated_from=consolidated_from,
+            not_before=_not_before(invoice),
         )
 
     # -- push (I/O, idempotent) ------------------------------------------------------------------
@@ -454,38 +542,53 @@ class StripeInvoiceProvider:
     def push(self, plan: Plan, context: PushContext) -> PushResult:
         assert isinstance(plan, StripePlan)
         self._calls.count = 0
+        self._calls.heartbeat = context.heartbeat
+        try:
+            return self._push(plan, context)
+        finally:
+            self._calls.heartbeat = None
+
+    def _push(self, plan: StripePlan, context: PushContext) -> PushResult:
         invoices = self.client.v1.invoices
-        draft = self._find_invoice(plan, context)
-        fresh = False  # a draft this attempt created: it has no lines yet
-        if draft is None:
-            draft = self._call(
-                "creating the draft invoice",
-                invoices.create,
-                params=plan.create_params,
-                options={"idempotency_key": idempotency_key(plan.invoice_id, "create")},
-            )
-            fresh = not _replayed(draft)
-        context.remember_external_id(draft.id)
+        draft, fresh = self._draft(plan, context)
         if draft.status == "draft":
+            context.remember_external_id(draft.id)
             if plan.balance_params is not None:
                 self._apply_balance(plan)
-            updated = self._add_missing_lines(plan, draft.id, context, fresh=fresh)
-            draft = updated or self._call("reading the draft", invoices.retrieve, draft.id)
-            if draft.total != plan.total_minor:
-                raise TotalMismatch(
-                    f"Stripe draft {draft.id} totals {draft.total}, billing total is "
-                    f"{plan.total_minor} minor units; the draft is left unfinalized"
+            try:
+                updated = self._add_missing_lines(plan, draft, fresh=fresh)
+                draft = updated or self._call("reading the draft", invoices.retrieve, draft.id)
+                if draft.total != plan.total_minor:
+                    raise TotalMismatch(
+                        f"Stripe draft {draft.id} totals {draft.total}, billing total is "
+                        f"{plan.total_minor} minor units; the draft is left unfinalized"
+                    )
+                if self.options.leave_as_draft:
+                    # The customer balance, if any, applies when someone finalizes it in Stripe.
+                    return self._result(draft, plan, note="left as a draft (leave_as_draft)")
+                # Stored before the request: should it execute and its answer be lost, a later
+                # attempt must know this invoice may have been issued.
+                context.remember_issued(draft.id, self._invoice_url(draft.id))
+                draft = self._call(
+                    "finalizing the invoice",
+                    invoices.finalize_invoice,
+                    draft.id,
+                    # With charge_automatically, auto_advance lets Stripe collect the payment.
+                    params={
+                        "auto_advance": self.options.collection_method == "charge_automatically"
+                    },
+                    options={"idempotency_key": _draft_key(plan, draft, "finalize")},
                 )
-            if self.options.leave_as_draft:
-                # The customer balance, if any, applies when someone finalizes it in Stripe.
-                return self._result(draft, plan, note="left as a draft (leave_as_draft)")
-            draft = self._call(
-                "finalizing the invoice",
-                invoices.finalize_invoice,
-                draft.id,
-                # With charge_automatically, auto_advance lets Stripe collect the payment.
-                params={"auto_advance": self.options.collection_method == "charge_automatically"},
-                options={"idempotency_key": idempotency_key(plan.invoice_id, "finalize")},
+            except StripeObjectMissing as err:
+                # Deleted while we built it: nothing was issued (finalizing a missing draft
+                # fails). The next attempt finds it gone and starts a new one.
+                raise ProviderUnavailable(
+                    f"Stripe draft {draft.id} of invoice {plan.invoice_id} disappeared while it "
+                    f"was being built ({err}); the next attempt starts over"
+                ) from err
+        else:
+            context.remember_issued(
+                draft.id, draft.hosted_invoice_url or self._invoice_url(draft.id)
             )
         if draft.status in ("void", "uncollectible"):
             raise ProviderRejected(
@@ -517,33 +620,111 @@ class StripeInvoiceProvider:
             note=note,
         )
 
-    def _find_invoice(self, plan: StripePlan, context: PushContext) -> Any:
-        """The Stripe invoice an earlier attempt made, if any: by stored id, else by metadata."""
+    def _invoice_url(self, invoice_id: str) -> str:
+        """Where a person finds the invoice: the Dashboard, or the emulator's API."""
+        if urlsplit(self.api_base).hostname == "api.stripe.com":
+            mode = "test/" if self._test_mode else ""
+            return f"https://dashboard.stripe.com/{mode}invoices/{invoice_id}"
+        return f"{self.api_base}/v1/invoices/{invoice_id}"
+
+    def _draft(self, plan: StripePlan, context: PushContext) -> tuple[Any, bool]:
+        """This export's Stripe invoice, and whether this attempt just created it (no lines yet).
+
+        Found by its stored id, else among the customer's recent invoices by metadata, else
+        created. Stripe deletes drafts only (DELETE /v1/invoices/{id}, docs.stripe.com/api/
+        invoices/delete) and answers 404 resource_missing for them afterwards: a stored draft
+        that is gone was never issued and is replaced. One an earlier attempt issued (or was
+        issuing) is gone for another reason, and a person must look.
+        """
         invoices = self.client.v1.invoices
+        vanished: str | None = None
         if context.known_external_id:
-            found = self._call("reading the invoice", invoices.retrieve, context.known_external_id)
-            if _metadata(found, METADATA_INVOICE) == plan.invoice_id:
-                return found
-        if not context.may_have_written:
-            return None
-        # Strongly consistent listing (unlike search) of the customer's invoices created since
-        # this export began pushing, with an hour of slack for clock skew.
+            try:
+                found = self._call(
+                    "reading the invoice", invoices.retrieve, context.known_external_id
+                )
+            except StripeObjectMissing:
+                vanished = context.known_external_id
+            else:
+                if _metadata(found, METADATA_INVOICE) == plan.invoice_id:
+                    return found, False
+        if context.may_have_written or vanished is not None:
+            found = self._look_up(plan, context)
+            if found is not None:
+                return found, False
+        if vanished is not None and context.known_external_issued:
+            raise ProviderInvoiceMissing(
+                f"Stripe invoice {vanished} of invoice {plan.invoice_id} was finalized (or being "
+                "finalized) by an earlier attempt and no longer exists at Stripe (another "
+                "account or API key? test data deleted?); billbridge will not issue a second "
+                "one: find it in Stripe, then `billbridge attention retry`"
+            )
+        for _ in range(MAX_DRAFT_GENERATIONS):
+            created = self._create_draft(plan, replacing=vanished)
+            if not _replayed(created):
+                return created, True
+            # Stripe answered from its idempotency cache: the draft as it was created, which
+            # may have been deleted (or finalized) since.
+            try:
+                return self._call("reading the draft", invoices.retrieve, created.id), False
+            except StripeObjectMissing:
+                vanished = created.id
+        raise ProviderUnavailable(
+            f"Stripe drafts for invoice {plan.invoice_id} vanished {MAX_DRAFT_GENERATIONS} times "
+            "in a row as they were created; trying again later"
+        )
+
+    def _create_draft(self, plan: StripePlan, *, replacing: str | None) -> Any:
+        params, step = plan.create_params, "create"
+        if replacing is not None:
+            # A replacement needs keys of its own: under the first ones Stripe would answer
+            # from its cache with the vanished draft (for 24 hours). The vanished draft's id
+            # keeps the key derived from what we store, the same on every retry, and unique
+            # per generation; the metadata gives the new draft's own steps the same suffix.
+            metadata = {**params["metadata"], METADATA_REPLACES: replacing}
+            params, step = {**params, "metadata": metadata}, f"create-replacing-{replacing}"
+        return self._call(
+            "creating the draft invoice",
+            self.client.v1.invoices.create,
+            params=params,
+            options={"idempotency_key": idempotency_key(plan.invoice_id, step)},
+        )
+
+    def _look_up(self, plan: StripePlan, context: PushContext) -> Any:
+        """This export's invoice among the customer's invoices created since the push began
+        (with slack for clock skew); an issued one before a draft. Strongly consistent, unlike
+        search."""
+        since = int(context.push_started_at) - LOOKUP_SLACK_SECONDS
         params = {
             "customer": plan.create_params["customer"],
-            "created": {"gte": int(context.push_started_at) - 3600},
+            "created": {"gte": since},
             "limit": 100,
         }
-        for candidate in self._list_all("looking up earlier drafts", invoices.list, params=params):
-            if _metadata(candidate, METADATA_INVOICE) == plan.invoice_id:
-                return candidate
-        return None
+        ours = [
+            candidate
+            for candidate in self._list_all(
+                "looking up earlier drafts",
+                self.client.v1.invoices.list,
+                params=params,
+                at_most=MAX_LISTED,
+                since=since,
+            )
+            if _metadata(candidate, METADATA_INVOICE) == plan.invoice_id
+        ]
+        issued = [candidate for candidate in ours if candidate.status != "draft"]
+        return (issued or ours or [None])[0]
 
     def _apply_balance(self, plan: StripePlan) -> None:
         assert plan.balance_params is not None
         customer = plan.create_params["customer"]
         transactions = self.client.v1.customers.balance_transactions
         for txn in self._list_all(
-            "reading balance transactions", transactions.list, customer, params={"limit": 100}
+            "reading balance transactions",
+            transactions.list,
+            customer,
+            params={"limit": 100},
+            at_most=MAX_LISTED,
+            since=plan.not_before or None,
         ):
             if _metadata(txn, METADATA_INVOICE) == plan.invoice_id:
                 return
@@ -555,11 +736,9 @@ class StripeInvoiceProvider:
             options={"idempotency_key": idempotency_key(plan.invoice_id, "balance")},
         )
 
-    def _add_missing_lines(
-        self, plan: StripePlan, draft_id: str, context: PushContext, *, fresh: bool
-    ) -> Any:
+    def _add_missing_lines(self, plan: StripePlan, draft: Any, *, fresh: bool) -> Any:
         """Add the lines the draft lacks; returns the invoice as the last add_lines left it."""
-        present = set() if fresh else self._present_line_refs(draft_id)
+        present = set() if fresh else self._present_line_refs(draft.id)
         updated = None
         for number, batch in plan.batches():
             missing = [line for line in batch if line["metadata"][METADATA_LINE] not in present]
@@ -573,11 +752,10 @@ class StripeInvoiceProvider:
             updated = self._call(
                 "adding lines",
                 self.client.v1.invoices.add_lines,
-                draft_id,
+                draft.id,
                 params={"lines": missing},
-                options={"idempotency_key": idempotency_key(plan.invoice_id, step)},
+                options={"idempotency_key": _draft_key(plan, draft, step)},
             )
-            context.heartbeat(f"added line batch {number + 1}")
         # A replayed add_lines answers with the invoice as it was then, not now.
         return updated if updated is not None and not _replayed(updated) else None
 
@@ -587,24 +765,65 @@ class StripeInvoiceProvider:
             self.client.v1.invoices.line_items.list,
             draft_id,
             params={"limit": 100},
+            # Stripe holds at most this many items on one invoice.
+            at_most=MAX_INVOICE_ITEMS,
         )
         return {ref for line in lines if (ref := _metadata(line, METADATA_LINE))}
 
     def _list_all(
-        self, doing: str, method: Any, *args: Any, params: dict[str, Any]
+        self,
+        doing: str,
+        method: Any,
+        *args: Any,
+        params: dict[str, Any],
+        at_most: int,
+        since: int | None = None,
     ) -> Iterator[Any]:
-        """Every object of a Stripe list, page by page, each page a counted, translated call."""
+        """The objects of a Stripe list, page by page, each page a counted, translated call.
+
+        Stripe lists newest first: with `since` (unix time) the listing stops at the first
+        object created before it. More than `at_most` objects is an error, not an endless read.
+        """
+        seen = 0
         page = self._call(doing, method, *args, params=params)
         while True:
-            yield from page.data
+            for obj in page.data:
+                if since is not None and obj.created < since:
+                    return
+                seen += 1
+                if seen > at_most:
+                    raise ProviderLimitExceeded(
+                        f"Stripe {doing}: more than {at_most} objects to read; billbridge reads "
+                        f"at most {at_most} here"
+                    )
+                yield obj
             if not page.has_more or not page.data:
                 return
             params = {**params, "starting_after": page.data[-1].id}
             page = self._call(doing, method, *args, params=params)
 
     def _call(self, doing: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """One Stripe request: counted, heartbeating before and after, within its deadline."""
         self._calls.count = self.request_count + 1
+        heartbeat = getattr(self._calls, "heartbeat", None) or heartbeat_running_activity
+        heartbeat(doing)
         try:
-            return method(*args, **kwargs)
+            with deadline.within(provider_request_timeout()):
+                result = method(*args, **kwargs)
         except stripe.StripeError as err:
             raise translate_stripe_error(err, doing) from err
+        heartbeat(f"{doing}: answered")
+        return result
+
+
+def _draft_key(plan: StripePlan, draft: Any, step: str) -> str:
+    """The Idempotency-Key of a step on one draft; a replacement draft's keys are its own."""
+    replacing = _metadata(draft, METADATA_REPLACES)
+    return idempotency_key(plan.invoice_id, f"{step}-replacing-{replacing}" if replacing else step)
+
+
+def _not_before(invoice: Invoice) -> int:
+    """Unix time before which no Stripe object of this export can have been created: the
+    billing invoice existed before any export of it began."""
+    moments = [m for m in (invoice.created_at, invoice.issued_at, invoice.invoice_date) if m]
+    return _unix(min(moments, key=_unix) - BALANCE_LOOKUP_SLACK)

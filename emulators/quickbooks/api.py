@@ -55,8 +55,11 @@ def save_item(store: Store, call: Call) -> dict[str, Any]:
     return _with_time({"Item": store.save_item(_body(call))})
 
 
-def create_invoice(store: Store, call: Call) -> dict[str, Any]:
-    _check_operation(call, ())
+def save_invoice(store: Store, call: Call) -> dict[str, Any]:
+    """Create an invoice; with ``?operation=delete`` delete the one the body names."""
+    _check_operation(call, ("delete",))
+    if (call.params.get("operation") or "").lower() == "delete":
+        return _with_time({"Invoice": store.delete_invoice(_body(call))})
     return _with_time({"Invoice": store.create_invoice(_body(call))})
 
 
@@ -94,7 +97,7 @@ ROUTES: dict[tuple[str, bool], dict[str, Handler]] = {
     ("customer", True): {"GET": _reader("Customer")},
     ("item", False): {"POST": save_item},
     ("item", True): {"GET": _reader("Item")},
-    ("invoice", False): {"POST": create_invoice},
+    ("invoice", False): {"POST": save_invoice},
     ("invoice", True): {"GET": _reader("Invoice")},
 }
 

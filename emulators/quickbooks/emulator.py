@@ -143,6 +143,12 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
     def deactivate_item(self, item_id: str) -> None:
         self._deactivate("Item", item_id)
 
+    def delete_invoice(self, invoice_id: str) -> None:
+        """Delete an invoice as a QuickBooks user (or ``POST /invoice?operation=delete``) does."""
+        with self.store.lock:
+            current = self.store.get("Invoice", invoice_id)
+            self.store.delete_invoice({"Id": invoice_id, "SyncToken": current["SyncToken"]})
+
     def invoices(self) -> list[dict[str, Any]]:
         """Every invoice as the API renders it, oldest first."""
         with self.store.lock:

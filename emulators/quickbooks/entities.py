@@ -267,3 +267,24 @@ class Store:
         customer = self.tables["Customer"][row["CustomerRef"]["value"]]
         customer["Balance"] = customer["Balance"] + row["Balance"]
         return copy.deepcopy(row)
+
+    def delete_invoice(self, body: Any) -> dict[str, Any]:
+        """``POST /invoice?operation=delete`` with the invoice's ``Id`` and ``SyncToken``: the
+        invoice is gone, and reading it is 610 Object Not Found like any unknown id
+        (developer.intuit.com, Accounting API, Invoice, "Delete an invoice"; the response is
+        ``{"Invoice": {"status": "Deleted", "domain": "QBO", "Id": ...}}``).
+        UNCONFIRMED: that a deleted invoice reads as 610 rather than with another code."""
+        if not isinstance(body, dict):
+            raise errors.invalid_property("the request body must be a JSON Invoice object")
+        invoice_id = values.string(body, "Id", required=True)
+        sync_token = values.string(body, "SyncToken", required=True)
+        assert invoice_id is not None and sync_token is not None
+        row = self.tables["Invoice"].get(invoice_id)
+        if row is None:
+            raise errors.not_found("Invoice", invoice_id)
+        if row["SyncToken"] != sync_token:
+            raise errors.stale_object("Invoice", invoice_id, sync_token)
+        del self.tables["Invoice"][invoice_id]
+        customer = self.tables["Customer"][row["CustomerRef"]["value"]]
+        customer["Balance"] = customer["Balance"] - row["Balance"]
+        return {"status": "Deleted", "domain": "QBO", "Id": invoice_id}

@@ -60,10 +60,24 @@ class LoggedRequest:
     fault: str | None  # injected fault kinds that fired, e.g. "status", "delay+drop_after"
     at: float  # unix time the request arrived
     intuit_tid: str = ""  # the transaction id sent back in the ``intuit_tid`` header
+    # Places in one sequence of arrivals and completions (RequestLog.tick): two requests
+    # overlapped iff each arrived before the other completed.
+    arrived: int = 0
+    completed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class RequestLog(SharedRequestLog[LoggedRequest]):
-    """The requests received (secrets redacted), in arrival order."""
+    """The requests received (secrets redacted), in the order they completed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ticks = 0
+
+    def tick(self) -> int:
+        """The next place in the sequence of request arrivals and completions."""
+        with self._lock:
+            self._ticks += 1
+            return self._ticks

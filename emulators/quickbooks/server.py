@@ -126,6 +126,7 @@ class ApiCore:
             fault=None,
             at=time.time(),
             intuit_tid=tid,
+            arrived=self.log.tick(),
         )
         faultable = path.startswith(FAULTABLE_PREFIXES)
         taken = self.faults.take(method, path) if faultable else (None, None)
@@ -137,6 +138,7 @@ class ApiCore:
                 reply.headers.setdefault("Content-Type", JSON_CONTENT_TYPE)
             reply.headers["intuit_tid"] = tid
             firing.record(entry, reply.status, reply.drop)
+            entry.completed = self.log.tick()
             self.log.append(entry)
             return reply
 

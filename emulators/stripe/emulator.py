@@ -66,6 +66,13 @@ class StripeEmulator(EmulatorService[LoggedRequest]):
         """Every invoice (oldest first) as the API renders it, with all lines embedded."""
         return self.store.all_invoices()
 
+    def forget_invoice(self, invoice_id: str) -> None:
+        """Lose an invoice whatever its state (also ``DELETE /_emulator/invoices/{id}``): what a
+        test-mode data deletion or a switched account looks like to a client. Through the API,
+        Stripe deletes drafts only (``DELETE /v1/invoices/{id}``)."""
+        with self.store.lock:
+            self.store.forget_invoice(invoice_id)
+
     def reset(self) -> None:
         """Forget all objects, logged requests, faults, idempotency keys and rate buckets."""
         self.store.reset()

@@ -22,7 +22,7 @@ from .base import (
     paginate,
 )
 from .items import ItemsMixin
-from .schema import join
+from .schema import Int, join
 from .views import ViewsMixin
 
 
@@ -377,6 +377,10 @@ class InvoicingMixin(ItemsMixin, ViewsMixin):
         return rec
 
     def delete_invoice(self, invoice_id: str) -> Obj:
+        # "Permanently deletes a one-off invoice draft. [...] Attempts to delete invoices that
+        # are no longer in a draft state will fail" (https://docs.stripe.com/api/invoices/delete);
+        # afterwards the id answers 404 resource_missing "No such invoice: '<id>'" like any
+        # unknown id (errors.no_such).
         rec = self._invoice(invoice_id)
         if rec.obj["status"] != "draft":
             # UNCONFIRMED wording.
@@ -385,17 +389,27 @@ class InvoicingMixin(ItemsMixin, ViewsMixin):
                 None,
                 "invoice_not_editable",
             )
+        self._drop_invoice(rec)
+        return {"id": invoice_id, "object": "invoice", "deleted": True}
+
+    def forget_invoice(self, invoice_id: str) -> None:
+        """Lose an invoice in any state, as only something outside the API can (a test-mode
+        data deletion in the Dashboard, another account behind the same key name): Stripe's
+        API deletes drafts only, and voids finalized invoices, which stay readable."""
+        self._drop_invoice(self._invoice(invoice_id))
+
+    def _drop_invoice(self, rec: InvoiceRec) -> None:
         for item_id in rec.item_ids:
             self.items.pop(item_id, None)
             self.line_ids.pop(item_id, None)
-        del self.invoices[invoice_id]
-        return {"id": invoice_id, "object": "invoice", "deleted": True}
+        del self.invoices[rec.obj["id"]]
 
     def list_invoices(self, p: Mapping[str, Any]) -> Obj:
         rows = [
             self.render_invoice(r)
             for r in reversed(self.invoices.values())
-            if (p.get("customer") is None or r.obj["customer"] == p["customer"])
+            if _created_in(r.obj["created"], p.get("created"))
+            and (p.get("customer") is None or r.obj["customer"] == p["customer"])
             and (p.get("status") is None or r.obj["status"] == p["status"])
             and (
                 p.get("collection_method") is None
@@ -403,3 +417,28 @@ class InvoicingMixin(ItemsMixin, ViewsMixin):
             )
         ]
         return paginate(rows, p, "/v1/invoices", "invoice")
+
+
+def _created_in(created: int, wanted: Any) -> bool:
+    """The `created` filter of list endpoints: a unix time, or a range of gt/gte/lt/lte
+    (https://docs.stripe.com/api/invoices/list#list_invoices-created)."""
+    if wanted is None:
+        return True
+    if not isinstance(wanted, Mapping):
+        return created == _timestamp(wanted, "created")
+    checks = {
+        "gt": lambda bound: created > bound,
+        "gte": lambda bound: created >= bound,
+        "lt": lambda bound: created < bound,
+        "lte": lambda bound: created <= bound,
+    }
+    for key, value in wanted.items():
+        if key not in checks:
+            raise errors.unknown(f"created[{key}]")
+        if not checks[key](_timestamp(value, f"created[{key}]")):
+            return False
+    return True
+
+
+def _timestamp(value: Any, param: str) -> int:
+    return Int().coerce(value, param)

@@ -140,6 +140,7 @@ class ApiCore:
             fault=None,
             at=time.time(),
             request_id=request_id,
+            arrived=self.log.tick(),
         )
         firing = Firing(*self.faults.take(method, path), sleep=self._sleep)
 
@@ -151,6 +152,7 @@ class ApiCore:
             reply.headers.setdefault("Cache-Control", "no-cache, no-store")
             reply.headers.setdefault("Access-Control-Allow-Origin", "*")
             firing.record(entry, reply.status, reply.drop)
+            entry.completed = self.log.tick()
             self.log.append(entry)
             return reply
 
@@ -263,6 +265,7 @@ class Admin(Protocol):
     def requests(self) -> list[LoggedRequest]: ...
     def clear_requests(self) -> None: ...
     def invoices(self) -> list[dict[str, Any]]: ...
+    def forget_invoice(self, invoice_id: str) -> None: ...
     def add_fault(self, fault: Fault) -> None: ...
     def clear_faults(self) -> None: ...
     def faults(self) -> list[dict[str, Any]]: ...
@@ -296,6 +299,10 @@ def _admin(admin: Admin, method: str, path: str, body: bytes) -> tuple[int, Any]
             return 200, {"cleared": True}
         if route == "/_emulator/invoices" and method == "GET":
             return 200, admin.invoices()
+        if route.startswith("/_emulator/invoices/") and method == "DELETE":
+            invoice_id = route.removeprefix("/_emulator/invoices/")
+            admin.forget_invoice(invoice_id)
+            return 200, {"id": invoice_id, "forgotten": True}
         if route == "/_emulator/faults" and method == "GET":
             return 200, admin.faults()
         if route == "/_emulator/faults" and method == "POST":
@@ -320,4 +327,6 @@ def _admin(admin: Admin, method: str, path: str, body: bytes) -> tuple[int, Any]
             return 200, api.endpoints()
     except (ValueError, TypeError) as exc:
         return 400, {"error": str(exc)}
+    except errors.StripeError as exc:  # e.g. an unknown invoice id
+        return exc.status, {"error": exc.message}
     return 404, {"error": f"unknown admin endpoint {method} {path}"}
