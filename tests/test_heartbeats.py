@@ -60,6 +60,8 @@ from conftest import (
 )
 
 PUSH_HEARTBEAT = timedelta(seconds=6)
+# The push of the two-step pass, and that of workflows started before it.
+PUSH_ACTIVITIES = (names.PUSH_PLANNED_INVOICE, names.PUSH_INVOICE)
 # Longer than the heartbeat timeout: without a request deadline the attempt would still be
 # waiting when Temporal started its retry.
 SLOW = 8.0
@@ -71,7 +73,7 @@ LINES = [
 
 class _ShortPushHeartbeat(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
-        if input.activity == names.PUSH_INVOICE:
+        if input.activity in PUSH_ACTIVITIES:
             input = dataclasses.replace(input, heartbeat_timeout=PUSH_HEARTBEAT)
         return super().start_activity(input)
 
@@ -132,7 +134,7 @@ async def push_started_events(handle: WorkflowHandle[Any, Any]) -> list[Any]:
     async for event in handle.fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attributes = event.activity_task_scheduled_event_attributes
-            if attributes.activity_type.name == names.PUSH_INVOICE:
+            if attributes.activity_type.name in PUSH_ACTIVITIES:
                 push_scheduled.add(event.event_id)
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attributes = event.activity_task_started_event_attributes

@@ -103,9 +103,10 @@ async def _prepare_step(arg: PrepareInput) -> Prepared:
 
 
 async def _push_step(name: str, arg: PushInput | PushPlanInput) -> PushResult:
-    # A push of a large invoice takes many provider calls; it heartbeats after each batch, so a
-    # dead worker is noticed within the heartbeat timeout and the next attempt resumes where the
-    # last one stopped.
+    # A push takes many provider calls; it heartbeats right before and after each one, and each
+    # call ends within its deadline, well inside the heartbeat timeout (core/timeouts.py). So a
+    # dead worker is noticed within the heartbeat timeout, the next attempt resumes where the
+    # last one stopped, and an attempt never writes while its own retry runs.
     result: PushResult = await workflow.execute_activity(
         name,
         arg,
