@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from billbridge.core.codec_keys import key_id, load_keys
 from billbridge.core.config import Settings
-from billbridge.workers.codec import key_id, load_keys
 
 PURPOSE = b"billbridge credentials at rest v1"
 PREFIX = "sealed:v1"
