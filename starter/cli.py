@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from billbridge.core.config import QUICKBOOKS_EMULATOR_PORT, STRIPE_EMULATOR_PORT, Settings
-from billbridge.starter import admin
+from billbridge.starter.commands import (
+    attention,
+    common,
+    connections,
+    exports,
+    mappings,
+)
+from billbridge.starter.commands import settings as settings_commands
 
 if TYPE_CHECKING:
     from billbridge.starter.local_services import LocalServices
@@ -56,7 +63,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_customers(args: argparse.Namespace) -> int:
     from billbridge.starter.door import InvalidPayload, upsert_customers
 
-    store = admin.open_store(Settings.from_env())
+    store = common.open_store(Settings.from_env())
     try:
         customers = upsert_customers(store, _read(args.file))
     except InvalidPayload as err:
@@ -65,7 +72,7 @@ def cmd_customers(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"upserted {len(customers)} customer(s)")
-    admin.signal_waiting_exports(customer_ids=[customer.id for customer in customers])
+    common.signal_waiting_exports(customer_ids=[customer.id for customer in customers])
     return 0
 
 
@@ -287,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     customers.add_argument("file", help="Orb Customer JSON (object, list, or {data: [...]})")
     customers.set_defaults(func=cmd_customers)
 
-    admin.add_parsers(sub)
+    # The operator commands on the store, in the order `billbridge --help` lists them.
+    for group in (mappings, connections, settings_commands, attention, exports):
+        group.add_parser(sub)
 
     schema = sub.add_parser("schema", help="print an input's JSON Schema")
     schema.add_argument("what", choices=["invoice", "customer"])
