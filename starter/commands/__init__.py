@@ -4,8 +4,9 @@ billbridge mappings set CONNECTION BILLING_ITEM PROVIDER_ITEM   (BILLING_ITEM `*
 billbridge mappings list|export CONNECTION                      (export: CSV on stdout)
 billbridge mappings delete CONNECTION BILLING_ITEM
 billbridge mappings import CONNECTION mappings.csv               (all rows or none)
-billbridge connections list|add|authorize|revoke|set|enable|disable ...
-billbridge settings show|set KEY VALUE
+billbridge connections add|authorize PROVIDER [--id CONNECTION]    (id default: the provider)
+billbridge connections list|revoke|set|enable|disable CONNECTION ...
+billbridge settings show|set KEY VALUE          (connection.<provider>: which connection exports)
 billbridge attention list|retry
 billbridge exports list [--status S]
 billbridge exports show INVOICE_ID                               (record + every attempt)

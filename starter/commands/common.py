@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from billbridge.activities.providers import PROVIDERS
-from billbridge.activities.store import Store
+from billbridge.activities.store import ConnectionRow, Store
 from billbridge.core.config import Settings
 from billbridge.starter.door import retry_exports_concerned, retry_waiting_exports
 from billbridge.workers.client import connect
@@ -107,9 +107,31 @@ def signal_waiting_exports(
         print(f"signalled {count} export(s) waiting for attention")
 
 
-def unknown_connection(connection: str) -> int:
+def connection_ids(store: Store) -> list[str]:
+    """Every connection: each provider's default one (named after it, usable without a stored
+    row on the environment's credentials) and every stored one."""
+    return sorted(set(PROVIDERS) | {row.id for row in store.list_connections()})
+
+
+def resolve_connection(
+    store: Store, connection_id: str | None
+) -> tuple[str, ConnectionRow | None] | None:
+    """The provider of a connection and its stored row; None when there is no such connection.
+
+    A stored connection's provider is its row's; a provider's name without a row is that
+    provider's default connection."""
+    if connection_id is None:
+        return None
+    row = store.get_connection(connection_id)
+    if row is not None:
+        return row.provider, row
+    return (connection_id, None) if connection_id in PROVIDERS else None
+
+
+def unknown_connection(connection: str | None, known: Sequence[str] | None = None) -> int:
+    """known: what the argument may be (default: the providers)."""
     print(
-        f"billbridge: connection: {connection!r} is not one of {sorted(PROVIDERS)}",
+        f"billbridge: connection: {connection!r} is not one of {sorted(known or PROVIDERS)}",
         file=sys.stderr,
     )
     return 2

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from billbridge.activities.export import ExportActivities
-from billbridge.activities.providers import PROVIDERS
 from billbridge.activities.secrets import SecretError
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
@@ -17,8 +16,10 @@ from billbridge.core.errors import ExportError, ProviderItemMissing
 from billbridge.starter.commands.common import (
     Subparsers,
     command,
+    connection_ids,
     open_store,
     print_json,
+    resolve_connection,
     signal_waiting_exports,
     unknown_connection,
 )
@@ -57,13 +58,13 @@ def parse_mappings_csv(text: str) -> dict[str, str]:
 
 
 def _check_provider_item(
-    store: Store, settings: Settings, connection: str, provider_item: str
+    store: Store, settings: Settings, provider_name: str, connection: str, provider_item: str
 ) -> bool:
     """Whether the provider has `provider_item` (or cannot say): False only when the provider
     answered that it does not. Unreachable or not yet authorized: a warning, and True, so a
     mapping can be prepared before the connection works."""
     try:
-        provider = ExportActivities(store, settings).provider(connection, connection)
+        provider = ExportActivities(store, settings).provider(provider_name, connection)
         provider.resolve_items([provider_item])
     except ProviderItemMissing as err:
         print(f"billbridge: {connection}: {err}; nothing stored", file=sys.stderr)
@@ -78,10 +79,14 @@ def _check_provider_item(
 
 
 def cmd_mappings(args: argparse.Namespace) -> int:
-    if args.connection not in PROVIDERS:
-        return unknown_connection(args.connection)
     settings = Settings.from_env()
     with open_store(settings) as store:
+        found = resolve_connection(store, args.connection)
+        if found is None:
+            return unknown_connection(args.connection, connection_ids(store))
+        # Export records (what waiting exports are found by) carry the provider, so a fix on
+        # any of its connections signals those waiting on the provider: a re-check is harmless.
+        provider = found[0]
         if args.action == "set":
             if not args.billing_item or not args.provider_item:
                 print(
@@ -89,11 +94,13 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            if not _check_provider_item(store, settings, args.connection, args.provider_item):
+            if not _check_provider_item(
+                store, settings, provider, args.connection, args.provider_item
+            ):
                 return 1
             store.set_mapping(args.connection, args.billing_item, args.provider_item)
             print(f"{args.connection}: {args.billing_item} -> {args.provider_item}")
-            signal_waiting_exports(settings, connection_id=args.connection)
+            signal_waiting_exports(settings, connection_id=provider)
         elif args.action == "delete":
             if not args.billing_item:
                 print("billbridge: mappings delete CONNECTION BILLING_ITEM", file=sys.stderr)
@@ -118,7 +125,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 return 2
             store.set_mappings(args.connection, mappings)
             print(f"{args.connection}: imported {len(mappings)} mapping(s)")
-            signal_waiting_exports(settings, connection_id=args.connection)
+            signal_waiting_exports(settings, connection_id=provider)
         elif args.action == "export":
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)
