@@ -39,6 +39,7 @@ from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import (
     UNEXPECTED_ERROR_ATTEMPTS,
+    ConnectionAmbiguous,
     ConnectionDisabled,
     ExportError,
     InvalidInvoice,
@@ -67,6 +68,8 @@ from billbridge.core.money import InexactAmountError
 
 LINE_PAGE = 1000  # lines read from the store per query
 DEFAULT_ITEM = "*"  # mapping key of a connection's default item
+# Account setting `connection.<provider>`: which connection of several exports to a provider.
+CONNECTION_SETTING = "connection."
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -522,12 +525,13 @@ class ExportActivities:
                     f"(available: {', '.join(sorted(self._factories))})",
                 }
             )
-        _, config = self.provider_and_config(provider, provider)
+        connection_id = self._connection_for(provider, customer.id)
+        _, config = self.provider_and_config(provider, connection_id)
         if not config.enabled:
             raise _located(
                 ConnectionDisabled(
-                    f"connection {provider} is disabled; `billbridge connections enable "
-                    f"{provider}` lets this export go on"
+                    f"connection {connection_id} is disabled; `billbridge connections enable "
+                    f"{connection_id}` lets this export go on"
                 ),
                 provider,
                 customer.id,
@@ -539,7 +543,7 @@ class ExportActivities:
             )
         can_link = (
             customer.payment_provider_id
-            or self.store.get_customer_link(provider, customer.id)
+            or self.store.get_customer_link(connection_id, customer.id)
             or config.settings.create_missing_customers
         )
         if not can_link:
@@ -553,7 +557,33 @@ class ExportActivities:
                 provider,
                 customer.id,
             )
-        return decision.model_copy(update={"provider": provider, "connection_id": provider})
+        return decision.model_copy(update={"provider": provider, "connection_id": connection_id})
+
+    def _connection_for(self, provider: str, customer_id: str) -> str:
+        """The connection an export to `provider` goes through.
+
+        The one stored connection of that provider; of several, the one the account setting
+        `connection.<provider>` names (else the export waits, naming the choices); with none,
+        the provider's name: its default connection, on the environment's credentials.
+        """
+        ids = [row.id for row in self.store.list_connections() if row.provider == provider]
+        if not ids:
+            return provider
+        if len(ids) == 1:
+            return ids[0]
+        chosen = self.store.account_settings().get(f"{CONNECTION_SETTING}{provider}")
+        if chosen in ids:
+            return str(chosen)
+        named = f"names {chosen!r}, not one of them" if chosen else "is not set"
+        raise _located(
+            ConnectionAmbiguous(
+                f"{len(ids)} connections export to {provider} ({', '.join(ids)}) and the "
+                f"account setting {CONNECTION_SETTING}{provider} {named}; choose one with "
+                f"`billbridge settings set {CONNECTION_SETTING}{provider} ID`"
+            ),
+            provider,
+            customer_id,
+        )
 
     @activity.defn(name=names.LOOKUP_MAPPINGS)
     @_step("lookup_mappings")

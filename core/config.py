@@ -8,12 +8,13 @@ TEMPORAL_NAMESPACE        ``temporal_namespace``          ``"default"``
 BILLBRIDGE_DATA_DIR       ``data_dir``                    ``.data`` (resolved to an absolute path)
 DATABASE_URL              ``database_url``                ``sqlite:///<data_dir>/billbridge.db``
 STRIPE_API_KEY            ``stripe_api_key``              ``"sk_test_billbridge_emulator"``
-STRIPE_API_BASE           ``stripe_api_base``             emulators allowed: ``None`` (the local
-                                                          Stripe emulator); else Stripe,
-                                                          ``https://api.stripe.com``
-QUICKBOOKS_API_BASE       ``quickbooks_api_base``         emulators allowed: ``None`` (the local
-                                                          QuickBooks emulator); else Intuit's
-                                                          ``https://quickbooks.api.intuit.com``
+<PROVIDER>_API_BASE       ``api_base(name)``              each registry entry's variable
+                          (``stripe_api_base``,           (core/providers.py): STRIPE_API_BASE,
+                          ``quickbooks_api_base``)        QUICKBOOKS_API_BASE. Emulators allowed:
+                                                          ``None`` (the local emulator); else the
+                                                          entry's real endpoint
+                                                          (``https://api.stripe.com``, Intuit's
+                                                          ``https://quickbooks.api.intuit.com``)
 BILLBRIDGE_EMULATORS      ``emulators``                   ``1``: local provider emulators may
                                                           stand in for unset API bases even with
                                                           TEMPORAL_ADDRESS set; ``0``: never.
@@ -29,10 +30,12 @@ BILLBRIDGE_LOG_LEVEL      ``log_level``                   ``"INFO"`` (``LOG_LEVE
 
 Empty values count as unset.
 
-This module alone decides which endpoint each provider talks to: a provider module reads its
-``*_api_base`` setting (``None`` = the local emulator) and never guesses. A process pointed at a
-Temporal cluster is a production process, so an unset API base there means the real provider,
-never a stand-in that would accept invoices and keep them in memory.
+This module alone decides which endpoint each provider talks to: a provider module reads
+``settings.api_base(name)`` (``None`` = the local emulator) and never guesses. The providers
+and their variables come from the registry (core/providers.py): a new provider adds nothing
+here. A process pointed at a Temporal cluster is a production process, so an unset API base
+there means the real provider, never a stand-in that would accept invoices and keep them in
+memory.
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from billbridge.core.providers import DEFAULT_STRIPE_API_KEY, PROVIDER_ENTRIES, provider_entry
 
 __all__ = [
     "DEFAULT_STRIPE_API_KEY",
@@ -57,19 +62,15 @@ __all__ = [
     "is_local_url",
 ]
 
-DEFAULT_STRIPE_API_KEY = "sk_test_billbridge_emulator"
 DEFAULT_TASK_QUEUE = "billbridge-export"
 LOG_LEVELS = frozenset({"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"})
 EMULATORS_ENV = "BILLBRIDGE_EMULATORS"
-# The real endpoints, used whenever an API base is unset and emulators are not allowed.
-STRIPE_API_URL = "https://api.stripe.com"
-# Intuit's production Accounting API; activities/providers/quickbooks.py switches to Intuit's
-# OAuth endpoints for any *.intuit.com base, so this keeps API and OAuth consistent.
-QUICKBOOKS_API_URL = "https://quickbooks.api.intuit.com"
-# Where the local emulators listen by default (the provider modules use the same ports for an
-# unset API base; tests/test_operator_endpoints.py checks they agree).
-STRIPE_EMULATOR_PORT = 12111
-QUICKBOOKS_EMULATOR_PORT = 12112
+# Names older code and tests import; they read the registry (core/providers.py), which is
+# where the real endpoints and emulator ports live. New providers add nothing here.
+STRIPE_API_URL = provider_entry("stripe_invoice").real_url
+QUICKBOOKS_API_URL = provider_entry("quickbooks").real_url
+STRIPE_EMULATOR_PORT = provider_entry("stripe_invoice").emulator_port
+QUICKBOOKS_EMULATOR_PORT = provider_entry("quickbooks").emulator_port
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -112,13 +113,10 @@ class Settings:
     data_dir: Path = Path(".data")
     database_url: str = "sqlite:///.data/billbridge.db"
     stripe_api_key: str = DEFAULT_STRIPE_API_KEY
-    stripe_api_base: str | None = None
-    """Base URL of the Stripe API; ``None`` = the local Stripe emulator (only when emulators
-    are allowed: otherwise it is filled in with https://api.stripe.com)."""
-    quickbooks_api_base: str | None = None
-    """Base URL of QuickBooks Online (``https://quickbooks.api.intuit.com`` or the sandbox);
-    ``None`` = the local QuickBooks emulator, which also serves the OAuth endpoints (only when
-    emulators are allowed: otherwise it is filled in with Intuit's production URL)."""
+    api_bases: Mapping[str, str | None] = field(default_factory=dict)
+    """Registry name -> base URL of its API; ``None`` = the local emulator (only when emulators
+    are allowed: otherwise it is filled in with the entry's real endpoint). After construction
+    it holds every registered provider."""
     quickbooks_client_id: str | None = None
     """The Intuit app's OAuth client, read by `connections authorize quickbooks` only (the
     grant it buys is sealed in the store with the client)."""
@@ -129,17 +127,30 @@ class Settings:
     """May local emulators stand in for providers whose API base is unset? ``None`` (the
     default) = only on the embedded Temporal default (``temporal_address`` unset); always a
     bool after construction."""
+    # The API bases of the first two providers as keywords, as older code and the tests build
+    # Settings (Settings(stripe_api_base=...), replace(settings, quickbooks_api_base=...)).
+    # Given (not None), they win over `api_bases`; read back as attributes of the same names
+    # (defined below the class). New providers use `api_bases` / `api_base(name)` only.
+    stripe_api_base: InitVar[str | None] = None
+    quickbooks_api_base: InitVar[str | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, stripe_api_base: str | None, quickbooks_api_base: str | None) -> None:
         # Decided here, not in from_env, so that every way of building Settings (from_env,
         # the constructor, dataclasses.replace) follows the same rule.
         allowed = self.temporal_address is None if self.emulators is None else self.emulators
         object.__setattr__(self, "emulators", allowed)
+        bases = {entry.name: self.api_bases.get(entry.name) for entry in PROVIDER_ENTRIES}
+        for name, given in (
+            ("stripe_invoice", stripe_api_base),
+            ("quickbooks", quickbooks_api_base),
+        ):
+            if given is not None:
+                bases[name] = given
         if not allowed:
-            if self.stripe_api_base is None:
-                object.__setattr__(self, "stripe_api_base", STRIPE_API_URL)
-            if self.quickbooks_api_base is None:
-                object.__setattr__(self, "quickbooks_api_base", QUICKBOOKS_API_URL)
+            for entry in PROVIDER_ENTRIES:
+                if bases[entry.name] is None:
+                    bases[entry.name] = entry.real_url
+        object.__setattr__(self, "api_bases", bases)
 
     @classmethod
     def from_env(
@@ -165,8 +176,7 @@ class Settings:
             data_dir=data_dir,
             database_url=_get(env, "DATABASE_URL") or f"sqlite:///{data_dir}/billbridge.db",
             stripe_api_key=_get(env, "STRIPE_API_KEY") or DEFAULT_STRIPE_API_KEY,
-            stripe_api_base=_get(env, "STRIPE_API_BASE"),
-            quickbooks_api_base=_get(env, "QUICKBOOKS_API_BASE"),
+            api_bases={entry.name: _get(env, entry.api_base_env) for entry in PROVIDER_ENTRIES},
             quickbooks_client_id=_get(env, "QUICKBOOKS_CLIENT_ID"),
             quickbooks_client_secret=_get(env, "QUICKBOOKS_CLIENT_SECRET"),
             task_queue=_get(env, "BILLBRIDGE_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
@@ -178,20 +188,35 @@ class Settings:
     def uses_embedded_temporal(self) -> bool:
         return self.temporal_address is None
 
+    def api_base(self, provider: str) -> str | None:
+        """The provider's configured base URL; None: its local emulator."""
+        return self.api_bases.get(provider)
+
+    def uses_emulator(self, provider: str) -> bool:
+        return self.api_base(provider) is None
+
     @property
     def uses_stripe_emulator(self) -> bool:
-        return self.stripe_api_base is None
+        return self.uses_emulator("stripe_invoice")
 
     @property
     def uses_quickbooks_emulator(self) -> bool:
-        return self.quickbooks_api_base is None
+        return self.uses_emulator("quickbooks")
 
     def endpoints(self) -> dict[str, str]:
-        """Connection name -> the base URL its provider talks to (an unset base: the local
-        emulator on its default port)."""
+        """Provider name -> the base URL it talks to (an unset base: the local emulator on its
+        default port)."""
         return {
-            "stripe_invoice": self.stripe_api_base or f"http://127.0.0.1:{STRIPE_EMULATOR_PORT}",
-            "quickbooks": (
-                self.quickbooks_api_base or f"http://127.0.0.1:{QUICKBOOKS_EMULATOR_PORT}"
-            ).rstrip("/"),
+            entry.name: (self.api_base(entry.name) or entry.emulator_url).rstrip("/")
+            for entry in PROVIDER_ENTRIES
         }
+
+
+def _api_base_attribute(provider: str) -> property:
+    return property(lambda settings: settings.api_base(provider), doc=f"api_base({provider!r})")
+
+
+# Read side of the keywords above (an InitVar is not stored; a property in the class body would
+# become its default).
+setattr(Settings, "stripe_api_base", _api_base_attribute("stripe_invoice"))  # noqa: B010
+setattr(Settings, "quickbooks_api_base", _api_base_attribute("quickbooks"))  # noqa: B010

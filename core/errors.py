@@ -86,6 +86,11 @@ class ConnectionDisabled(ExportError):
     """The customer's connection is disabled; enabling it lets waiting exports go on."""
 
 
+class ConnectionAmbiguous(ExportError):
+    """Several connections export to the customer's provider and the account does not say
+    which (`billbridge settings set connection.<provider> ID`); the message names them."""
+
+
 class TotalMismatch(ExportError):
     """What the provider would hold differs from the billing totals: a bug, nothing is written."""
 
@@ -128,6 +133,7 @@ NEEDS_ATTENTION = frozenset(
         ProviderInvoiceMissing,
         ProviderAuthFailed,
         ConnectionDisabled,
+        ConnectionAmbiguous,
         UnknownCustomer,
         UnexpectedError,
         # Only once the workflow planned again a few times and the plan still kept changing.

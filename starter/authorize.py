@@ -141,12 +141,15 @@ def authorize(
     return OAuthGrant.from_json(holder.credential)
 
 
-def store_grant(store: Store, settings: Settings, name: str, grant: OAuthGrant) -> None:
-    """Seal the grant into the connection (its settings and enabled flag are kept)."""
+def store_grant(
+    store: Store, settings: Settings, name: str, grant: OAuthGrant, *, provider: str | None = None
+) -> None:
+    """Seal the grant into connection `name` of `provider` (default: the connection named after
+    its provider); the connection's settings and enabled flag are kept."""
     row = store.get_connection(name)
     store.upsert_connection(
         name,
-        name,
+        provider or name,
         enabled=row.enabled if row is not None else True,
         credentials_ref=SecretBox.from_settings(settings).seal(grant.to_json(), name),
         settings=row.settings if row is not None else ConnectionSettings().model_dump(mode="json"),

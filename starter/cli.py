@@ -22,8 +22,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from billbridge.core.config import QUICKBOOKS_EMULATOR_PORT, STRIPE_EMULATOR_PORT, Settings
-from billbridge.starter import admin
+from billbridge.core.config import Settings
+from billbridge.core.providers import PROVIDER_ENTRIES
+from billbridge.starter.commands import (
+    attention,
+    common,
+    connections,
+    exports,
+    mappings,
+)
+from billbridge.starter.commands import settings as settings_commands
 
 if TYPE_CHECKING:
     from billbridge.starter.local_services import LocalServices
@@ -56,7 +64,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_customers(args: argparse.Namespace) -> int:
     from billbridge.starter.door import InvalidPayload, upsert_customers
 
-    store = admin.open_store(Settings.from_env())
+    store = common.open_store(Settings.from_env())
     try:
         customers = upsert_customers(store, _read(args.file))
     except InvalidPayload as err:
@@ -65,7 +73,7 @@ def cmd_customers(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"upserted {len(customers)} customer(s)")
-    admin.signal_waiting_exports(customer_ids=[customer.id for customer in customers])
+    common.signal_waiting_exports(customer_ids=[customer.id for customer in customers])
     return 0
 
 
@@ -177,9 +185,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # The server is where emulators belong, whatever TEMPORAL_ADDRESS says (core/config.py).
     settings = Settings.from_env(emulators=True)
-    with local_services(
-        settings, stripe_port=args.stripe_port, quickbooks_port=args.quickbooks_port
-    ) as services:
+    ports = {entry.name: getattr(args, f"{entry.slug}_port") for entry in PROVIDER_ENTRIES}
+    with local_services(settings, ports=ports) as services:
         for line in server_report(settings, services):
             print(line, flush=True)  # flushed: scripts wait for these lines on a pipe
         stop.wait()
@@ -203,25 +210,13 @@ def server_report(configured: Settings, services: LocalServices) -> list[str]:
             f"UI: {services.temporal_ui_url}"
         ]
     emulated = {e.connection: e for e in services.emulators}
-    providers = {  # connection: (label, variable, configured base, default emulator port)
-        "stripe_invoice": (
-            "Stripe",
-            "STRIPE_API_BASE",
-            configured.stripe_api_base,
-            STRIPE_EMULATOR_PORT,
-        ),
-        "quickbooks": (
-            "QuickBooks",
-            "QUICKBOOKS_API_BASE",
-            configured.quickbooks_api_base,
-            QUICKBOOKS_EMULATOR_PORT,
-        ),
-    }
     hints: list[str] = []
     moved = False  # an emulator on another port than the one other processes assume
-    for connection, (label, variable, base, default_port) in providers.items():
-        emulator = emulated.get(connection)
+    for entry in PROVIDER_ENTRIES:
+        label, variable = entry.label, entry.api_base_env
+        emulator = emulated.get(entry.name)
         if emulator is None:
+            base = configured.api_base(entry.name)
             lines.append(f"{label}: {base} ({variable} is set; no emulator started)")
             continue
         if emulator.started:
@@ -232,7 +227,7 @@ def server_report(configured: Settings, services: LocalServices) -> list[str]:
                 "started here (that one is used)"
             )
         hints.append(f"{variable}={emulator.url}")
-        moved = moved or not emulator.url.endswith(f":{default_port}")
+        moved = moved or not emulator.url.endswith(f":{entry.emulator_port}")
     if hints and configured.temporal_address is not None:
         # Workers on a cluster talk to the real providers unless told otherwise.
         opt_in = "" if moved else "BILLBRIDGE_EMULATORS=1 or "
@@ -258,18 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     server = sub.add_parser(
         "server", help="run the embedded Temporal server and the provider emulators"
     )
-    server.add_argument(
-        "--stripe-port",
-        type=int,
-        default=STRIPE_EMULATOR_PORT,
-        help=f"Stripe emulator port (default {STRIPE_EMULATOR_PORT}; 0: any free port)",
-    )
-    server.add_argument(
-        "--quickbooks-port",
-        type=int,
-        default=QUICKBOOKS_EMULATOR_PORT,
-        help=f"QuickBooks emulator port (default {QUICKBOOKS_EMULATOR_PORT}; 0: any free port)",
-    )
+    for entry in PROVIDER_ENTRIES:
+        server.add_argument(
+            f"--{entry.slug}-port",
+            type=int,
+            default=entry.emulator_port,
+            help=f"{entry.label} emulator port (default {entry.emulator_port}; 0: any free port)",
+        )
     server.set_defaults(func=cmd_server)
 
     export = sub.add_parser("export", help="export an issued invoice (Orb Invoice JSON)")
@@ -287,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     customers.add_argument("file", help="Orb Customer JSON (object, list, or {data: [...]})")
     customers.set_defaults(func=cmd_customers)
 
-    admin.add_parsers(sub)
+    # The operator commands on the store, in the order `billbridge --help` lists them.
+    for group in (mappings, connections, settings_commands, attention, exports):
+        group.add_parser(sub)
 
     schema = sub.add_parser("schema", help="print an input's JSON Schema")
     schema.add_argument("what", choices=["invoice", "customer"])

@@ -142,7 +142,8 @@ def closing_lines(settings: Settings, ui_url: str | None, *, server_stops: bool)
 
 
 async def _run(settings: Settings, run: str) -> list[DemoRow]:
-    assert settings.temporal_address and settings.stripe_api_base
+    stripe_base = settings.api_base("stripe_invoice")
+    assert settings.temporal_address and stripe_base
     # Fresh customers per run too: a `billbridge server`'s Stripe emulator outlives a run, and
     # a customer reused from an earlier one (same seeding idempotency key) would carry that
     # run's balance (the tiny invoice's carried amount) into this run's invoices.
@@ -153,7 +154,7 @@ async def _run(settings: Settings, run: str) -> list[DemoRow]:
         for spec in demo_catalog()
     ]
     store = Store(settings.database_url)
-    stripe = stripe_client(settings.stripe_api_base, settings.stripe_api_key)
+    stripe = stripe_client(stripe_base, settings.stripe_api_key)
     on_stripe = [spec for spec in specs if spec.provider == "stripe_invoice"]
     items = {line.item_id: line.item_name for spec in on_stripe for line in spec.lines}
     await asyncio.to_thread(seed_catalog, stripe, store, items)
@@ -188,8 +189,9 @@ async def _run(settings: Settings, run: str) -> list[DemoRow]:
 
 def _prepare_quickbooks(settings: Settings, store: Store, specs: list[DemoSpec]) -> bool:
     """Authorize (against the emulator) and seed QuickBooks; False if it cannot be used."""
-    assert settings.quickbooks_api_base is not None
-    if "intuit.com" in settings.quickbooks_api_base:
+    quickbooks_base = settings.api_base(QUICKBOOKS_CONNECTION)
+    assert quickbooks_base is not None
+    if "intuit.com" in quickbooks_base:
         print(
             "QuickBooks: QUICKBOOKS_API_BASE is Intuit's; its invoices are left out of the demo",
             file=sys.stderr,

@@ -4,9 +4,9 @@
   unless something already listens there (another billbridge process started it).
   Its UI decodes the (encrypted) payloads through a codec endpoint (workers/codec_server.py)
   started here with the embedded key (`<data dir>/codec.key` unless BILLBRIDGE_CODEC_KEY[_FILE]).
-- Stripe: the local emulator on 127.0.0.1:12111, likewise.
-- QuickBooks Online: the local emulator (OAuth and Accounting API) on 127.0.0.1:12112, likewise;
-  `billbridge connections authorize quickbooks` authorizes against it.
+- Each provider in the registry (core/providers.py): its local emulator on its fixed port
+  (Stripe 127.0.0.1:12111; QuickBooks Online, OAuth and Accounting API, 127.0.0.1:12112, which
+  `billbridge connections authorize quickbooks` authorizes against), likewise.
 
 Emulators start only for an API base that Settings left unset, which it does only when emulators
 are allowed (core/config.py: the embedded Temporal default, `billbridge server` / `demo`, or
@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from billbridge.core.config import QUICKBOOKS_EMULATOR_PORT, STRIPE_EMULATOR_PORT, Settings
+from billbridge.core.config import Settings
+from billbridge.core.providers import PROVIDER_ENTRIES, load
 from billbridge.workers.codec import EncryptionCodec, embedded_address, load_codec
 from billbridge.workers.codec_server import CodecServer
 from billbridge.workers.dev_server import DevServer, free_port
@@ -71,16 +72,15 @@ def local_services(
     settings: Settings,
     *,
     fresh_ports: bool = False,
-    stripe_port: int = STRIPE_EMULATOR_PORT,
-    quickbooks_port: int = QUICKBOOKS_EMULATOR_PORT,
+    ports: Mapping[str, int] | None = None,
     temporal_dir: Path | None = None,
 ) -> Iterator[LocalServices]:
     """Start what the settings leave unset; stop it on exit.
 
     fresh_ports: use free ports instead of the fixed defaults (a self-contained demo or test that
-    must not meet another billbridge's server). stripe_port, quickbooks_port: where an emulator
-    listens (0: any free port). temporal_dir: where a dev server started here keeps its state
-    (default `<data dir>/temporal`).
+    must not meet another billbridge's server). ports: provider name -> where its emulator
+    listens (0: any free port; default: the registry's port). temporal_dir: where a dev server
+    started here keeps its state (default `<data dir>/temporal`).
     """
     with contextlib.ExitStack() as stack:
         ui_url: str | None = None
@@ -112,42 +112,32 @@ def local_services(
             # load_codec(settings) in this process keeps the embedded key default for it.
             stack.enter_context(embedded_address(address))
         emulators: list[Emulated] = []
-        if settings.stripe_api_base is None:
-            if settings.stripe_api_key != Settings.from_env({}).stripe_api_key:
+        for entry in PROVIDER_ENTRIES:
+            if settings.api_base(entry.name) is not None:
+                continue  # an explicit base, or the real provider: nothing to stand in for
+            variable = entry.real_credentials(settings) if entry.real_credentials else None
+            if variable:
                 log.warning(
-                    "STRIPE_API_KEY is set but STRIPE_API_BASE is not: exports go to the LOCAL "
-                    "Stripe emulator; set STRIPE_API_BASE=https://api.stripe.com for real Stripe"
+                    "%s is set but %s is not: %s exports go to the LOCAL %s emulator; set "
+                    "%s=%s for the real %s",
+                    variable,
+                    entry.api_base_env,
+                    entry.label,
+                    entry.label,
+                    entry.api_base_env,
+                    entry.real_url,
+                    entry.label,
                 )
-            # Imported here: production configurations point at Stripe and never load it.
-            from billbridge.emulators.stripe import StripeEmulator
-
-            stripe = _emulate(
+            port = (ports or {}).get(entry.name, entry.emulator_port)
+            emulated = _emulate(
                 stack,
-                "stripe_invoice",
-                "Stripe",
-                0 if fresh_ports else stripe_port,
-                lambda port: StripeEmulator(port=port),
+                entry.name,
+                entry.label,
+                0 if fresh_ports else port,
+                _emulator(entry.emulator),
             )
-            emulators.append(stripe)
-            settings = replace(settings, stripe_api_base=stripe.url)
-        if settings.quickbooks_api_base is None:
-            if settings.quickbooks_client_id:
-                log.warning(
-                    "QUICKBOOKS_CLIENT_ID is set but QUICKBOOKS_API_BASE is not: QuickBooks "
-                    "exports go to the LOCAL QuickBooks emulator; set "
-                    "QUICKBOOKS_API_BASE=https://quickbooks.api.intuit.com for Intuit"
-                )
-            from billbridge.emulators.quickbooks import QuickBooksEmulator
-
-            quickbooks = _emulate(
-                stack,
-                "quickbooks",
-                "QuickBooks",
-                0 if fresh_ports else quickbooks_port,
-                lambda port: QuickBooksEmulator(port=port),
-            )
-            emulators.append(quickbooks)
-            settings = replace(settings, quickbooks_api_base=quickbooks.url)
+            emulators.append(emulated)
+            settings = replace(settings, api_bases={**settings.api_bases, entry.name: emulated.url})
         for emulated in emulators:
             if emulated.started:
                 log.info(
@@ -170,6 +160,17 @@ def local_services(
             temporal_started=temporal_started,
             emulators=emulators,
         )
+
+
+def _emulator(path: str) -> Callable[[int], EmulatorService[Any]]:
+    """Builds the emulator `path` names; imported only when one starts, so production
+    configurations (every API base set) never load emulator code."""
+
+    def make(port: int) -> EmulatorService[Any]:
+        emulator: EmulatorService[Any] = load(path)(port=port)
+        return emulator
+
+    return make
 
 
 def _emulate(

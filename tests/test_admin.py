@@ -13,7 +13,7 @@ from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.messages import ExportStatus
 from billbridge.emulators.stripe import Fault, StripeEmulator
-from billbridge.starter.admin import BadMappingsFile, parse_mappings_csv
+from billbridge.starter.commands.mappings import BadMappingsFile, parse_mappings_csv
 from billbridge.starter.door import export_invoice, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from conftest import StripeAccount, billbridge, finalized_invoices

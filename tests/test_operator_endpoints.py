@@ -29,6 +29,7 @@ from billbridge.workers.dev_server import DevServer
 from conftest import CODEC_TEST_KEY, billbridge, process_env
 
 CLUSTER = {"TEMPORAL_ADDRESS": "temporal.internal:7233"}
+NO_FIXED_PORTS = {"stripe_invoice": 0, "quickbooks": 0}  # emulators on any free port
 
 
 def stripe_endpoint(settings: Settings) -> str:
@@ -82,13 +83,13 @@ def test_local_services_start_emulators_only_with_the_opt_in(
     temporal_server: DevServer,
 ) -> None:
     cluster = {"TEMPORAL_ADDRESS": temporal_server.address}
-    with local_services(Settings.from_env(cluster), stripe_port=0, quickbooks_port=0) as services:
+    with local_services(Settings.from_env(cluster), ports=NO_FIXED_PORTS) as services:
         assert services.emulators == []
         assert services.settings.stripe_api_base == STRIPE_API_URL
         assert services.settings.quickbooks_api_base == QUICKBOOKS_API_URL
 
     opted_in = Settings.from_env({**cluster, "BILLBRIDGE_EMULATORS": "1"})
-    with local_services(opted_in, stripe_port=0, quickbooks_port=0) as services:
+    with local_services(opted_in, ports=NO_FIXED_PORTS) as services:
         started = {e.connection: e for e in services.emulators}
         assert set(started) == {"stripe_invoice", "quickbooks"}
         assert all(e.started for e in started.values())

@@ -1,6 +1,7 @@
 """Provider registry: the customer's `payment_provider` value -> the module that exports to it.
 
-Adding a provider means adding its module and one entry here; nothing else names providers.
+Built from the entries in core/providers.py (one per provider: its module, its OAuth app, its
+API-base variable, its emulator); nothing here names a provider.
 """
 
 from __future__ import annotations
@@ -8,23 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from billbridge.activities.oauth import OAuthApp
-from billbridge.activities.providers import quickbooks
 from billbridge.activities.providers.base import ConnectionConfig, InvoiceProvider
-from billbridge.activities.providers.quickbooks import QuickBooksInvoiceProvider
-from billbridge.activities.providers.stripe_invoice import StripeInvoiceProvider
 from billbridge.core.config import Settings
+from billbridge.core.providers import PROVIDER_ENTRIES, load
 
 ProviderFactory = Callable[[Settings, ConnectionConfig], InvoiceProvider]
 
 PROVIDERS: dict[str, ProviderFactory] = {
-    StripeInvoiceProvider.name: StripeInvoiceProvider.from_settings,
-    QuickBooksInvoiceProvider.name: QuickBooksInvoiceProvider.from_settings,
+    entry.name: load(entry.factory) for entry in PROVIDER_ENTRIES
 }
 
 # Providers authorized with OAuth 2.0 (`billbridge connections authorize NAME`); the others
 # take an API key (`billbridge connections add NAME --api-key-env VAR`).
 OAUTH_APPS: dict[str, Callable[[Settings], OAuthApp]] = {
-    QuickBooksInvoiceProvider.name: quickbooks.oauth_app,
+    entry.name: load(entry.oauth_app) for entry in PROVIDER_ENTRIES if entry.oauth_app
 }
 
 

@@ -117,7 +117,8 @@ def _is_intuit(url: str) -> bool:
 
 
 def api_base(settings: Settings) -> str:
-    return (settings.quickbooks_api_base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}").rstrip("/")
+    base = settings.api_base(QuickBooksInvoiceProvider.name)
+    return (base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}").rstrip("/")
 
 
 def _exact_number(value: Decimal) -> bool:

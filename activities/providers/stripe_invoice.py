@@ -375,7 +375,7 @@ class StripeInvoiceProvider:
     @classmethod
     def from_settings(cls, settings: Settings, config: ConnectionConfig) -> StripeInvoiceProvider:
         """The connection's own API key when it has one, else STRIPE_API_KEY."""
-        api_base = settings.stripe_api_base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}"
+        api_base = settings.api_base(cls.name) or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}"
         return cls(config.api_key or settings.stripe_api_key, api_base, options=config.settings)
 
     # -- checks -------------------------------------------------------------------------------
