@@ -16,6 +16,14 @@ class RequestLog(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[T] = []
+        self._ticks = 0
+
+    def tick(self) -> int:
+        """The next place in the sequence of request arrivals and completions (two requests
+        overlapped when one arrived before the other completed)."""
+        with self._lock:
+            self._ticks += 1
+            return self._ticks
 
     def append(self, entry: T) -> None:
         with self._lock:

@@ -226,6 +226,11 @@ async def retry_exports_concerned(
     A mapping or credential fix: the exports waiting on that connection. A customer fix: that
     customer's exports. Returns how many were signalled.
     """
+    if connection_id is not None:
+        # Export records are kept per provider; a connection's fix concerns the exports that
+        # wait on its provider (with several connections of one provider, each checks again).
+        row = store.get_connection(connection_id)
+        connection_id = row.provider if row is not None else connection_id
     invoice_ids = store.waiting_invoice_ids(connection_id=connection_id, customer_ids=customer_ids)
     return await retry_exports(client, invoice_ids)
 

@@ -71,13 +71,3 @@ class LoggedRequest:
 
 class RequestLog(SharedRequestLog[LoggedRequest]):
     """The requests received (secrets redacted), in the order they completed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._ticks = 0
-
-    def tick(self) -> int:
-        """The next place in the sequence of request arrivals and completions."""
-        with self._lock:
-            self._ticks += 1
-            return self._ticks

@@ -31,13 +31,3 @@ class LoggedRequest:
 
 class RequestLog(SharedRequestLog[LoggedRequest]):
     """The /v1 requests received, in the order they completed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._ticks = 0
-
-    def tick(self) -> int:
-        """The next place in the sequence of request arrivals and completions."""
-        with self._lock:
-            self._ticks += 1
-            return self._ticks
