@@ -296,16 +296,27 @@ class ExportActivities:
         provider_customer_id: str,
         now: float,
     ) -> tuple[Plan, InvoiceBreakdown]:
-        """Plan and check (no writes): used by the push step and by `export --dry-run`."""
+        """Plan and check the stored invoice (no writes): the push steps, when the plan the
+        prepare step checked is not at hand."""
         invoice, lines = self.load_invoice(invoice_id)
-        breakdown = self.breakdown(invoice, lines)
-        mappings = self.mapped_items(connection_id, invoice, lines, breakdown)
         provider = self.provider(provider_name, connection_id)
-        resolved = provider.resolve_items(set(mappings.values()))
-        items = {key: resolved[item] for key, item in mappings.items()}
+        breakdown, items = self.resolved_items(provider, connection_id, invoice, lines)
         plan = provider.plan(invoice, breakdown, items, provider_customer_id, now)
         check_plan(plan, breakdown)
         return plan, breakdown
+
+    def resolved_items(
+        self,
+        provider: InvoiceProvider,
+        connection_id: str,
+        invoice: Invoice,
+        lines: list[LineItem],
+    ) -> tuple[InvoiceBreakdown, dict[str, str]]:
+        """The invoice's breakdown, and mapping key -> the provider item each line carries."""
+        breakdown = self.breakdown(invoice, lines)
+        mappings = self.mapped_items(connection_id, invoice, lines, breakdown)
+        resolved = provider.resolve_items(set(mappings.values()))
+        return breakdown, {key: resolved[item] for key, item in mappings.items()}
 
     def mapped_items(
         self,
@@ -377,10 +388,7 @@ class ExportActivities:
             return PreparedExport(decision)
         try:
             provider, config = self.provider_and_config(decision.provider, decision.connection_id)
-            breakdown = self.breakdown(invoice, lines)
-            mappings = self.mapped_items(decision.connection_id, invoice, lines, breakdown)
-            resolved = provider.resolve_items(set(mappings.values()))
-            items = {key: resolved[item] for key, item in mappings.items()}
+            breakdown, items = self.resolved_items(provider, decision.connection_id, invoice, lines)
             customer_id, source = self.provider_customer(decision, provider, config, write=write)
             plan = provider.plan(invoice, breakdown, items, customer_id, now)
             check_plan(plan, breakdown)
@@ -589,36 +597,24 @@ class ExportActivities:
     @_step("lookup_mappings")
     def lookup_mappings(self, request: StepInput) -> MappingResult:
         invoice, lines = self.load_invoice(request.invoice_id)
-        breakdown = self.breakdown(invoice, lines)
-        mappings = self.mapped_items(request.connection_id, invoice, lines, breakdown)
-        self.provider(request.provider, request.connection_id).resolve_items(set(mappings.values()))
-        return MappingResult(mapped_keys=len(mappings), line_count=len(lines))
+        provider = self.provider(request.provider, request.connection_id)
+        _, items = self.resolved_items(provider, request.connection_id, invoice, lines)
+        return MappingResult(mapped_keys=len(items), line_count=len(lines))
 
     @activity.defn(name=names.LINK_CUSTOMER)
     @_step("link_customer")
     def link_customer(self, request: StepInput) -> CustomerLinkResult:
         invoice = self.store.get_invoice_header(request.invoice_id)
         assert invoice is not None  # decide_export checked it
-        customer = self.store.get_customer(invoice.customer.id)
-        if customer is None:
-            raise UnknownCustomer(f"customer {invoice.customer.id} is unknown to billbridge")
         provider, config = self.provider_and_config(request.provider, request.connection_id)
-        # The billing customer's own payment_provider_id wins; else the link stored earlier.
-        known = customer.payment_provider_id or self.store.get_customer_link(
-            request.connection_id, customer.id
+        decision = Decision(
+            invoice_id=invoice.id,
+            customer_id=invoice.customer.id,
+            status=ExportStatus.LINKING_CUSTOMER,
+            provider=request.provider,
+            connection_id=request.connection_id,
         )
-        provider_customer_id = None
-        if known:
-            try:
-                provider.check_customer(known)
-                provider_customer_id = known
-            except ProviderCustomerMissing:
-                if not config.settings.create_missing_customers:
-                    raise
-        if provider_customer_id is None:
-            # Looked up by e-mail, else created (idempotently, keyed by the billing id).
-            provider_customer_id = provider.find_or_create_customer(customer)
-        self.store.link_customer(request.connection_id, customer.id, provider_customer_id)
+        provider_customer_id, _ = self.provider_customer(decision, provider, config, write=True)
         return CustomerLinkResult(provider_customer_id=provider_customer_id)
 
     @activity.defn(name=names.PUSH_INVOICE)

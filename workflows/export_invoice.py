@@ -235,13 +235,7 @@ class ExportInvoiceWorkflow:
             # Zero total, or a customer whose provider is not an invoicing provider we export to.
             await self._record(decision, decision.status, error=decision.reason)
             self._step(decision.status, decision.reason)
-            return ExportResult(
-                invoice_id=invoice_id,
-                status=decision.status,
-                provider=decision.provider,
-                reason=decision.reason,
-                billing_total=decision.billing_total,
-            )
+            return _result(decision, decision.status, reason=decision.reason)
 
         step = StepInput(
             invoice_id=invoice_id,
@@ -270,19 +264,7 @@ class ExportInvoiceWorkflow:
 
         await self._record(decision, ExportStatus.EXPORTED, push=push)
         self._step(ExportStatus.EXPORTED, push.external_id)
-        return ExportResult(
-            invoice_id=invoice_id,
-            status=ExportStatus.EXPORTED,
-            provider=decision.provider,
-            reason=push.note,
-            external_id=push.external_id,
-            external_url=push.external_url,
-            billing_total=decision.billing_total,
-            provider_total=push.provider_total,
-            provider_amount_due=push.provider_amount_due,
-            provider_line_count=push.provider_line_count,
-            request_count=push.request_count,
-        )
+        return _result(decision, ExportStatus.EXPORTED, push=push)
 
     async def _fail_or_wait(self, decision: Decision, err: StepError, deadline: datetime) -> None:
         """Wait for a fix when a person can make one (needs attention); otherwise fail.

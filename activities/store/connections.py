@@ -47,17 +47,7 @@ class ConnectionMixin(StoreBase):
     def get_connection(self, connection_id: str) -> ConnectionRow | None:
         with self._read() as session:
             rec = session.get(ConnectionTable, connection_id)
-            if rec is None:
-                return None
-            return ConnectionRow(
-                id=rec.id,
-                provider=rec.provider,
-                enabled=bool(rec.enabled),
-                credentials_ref=rec.credentials_ref,
-                settings=json.loads(rec.settings_json),
-                created_at=_aware(rec.created_at),
-                updated_at=_aware(rec.updated_at),
-            )
+            return None if rec is None else _connection_row(rec)
 
     def replace_credentials(
         self, connection_id: str, expected_ref: str | None, credentials_ref: str
@@ -79,9 +69,10 @@ class ConnectionMixin(StoreBase):
             return bool(session.connection().execute(stmt).rowcount)
 
     def list_connections(self) -> list[ConnectionRow]:
+        """Every connection, by id, in one query (routing reads them for every export)."""
         with self._read() as session:
-            ids = session.exec(select(ConnectionTable.id).order_by(col(ConnectionTable.id))).all()
-        return [row for row in (self.get_connection(i) for i in ids) if row is not None]
+            recs = session.exec(select(ConnectionTable).order_by(col(ConnectionTable.id))).all()
+            return [_connection_row(rec) for rec in recs]
 
     # ---- account settings
 
@@ -99,3 +90,15 @@ class ConnectionMixin(StoreBase):
         with self._read() as session:
             rows = session.exec(select(AccountSettingTable.key, AccountSettingTable.value_json))
             return {key: json.loads(value) for key, value in rows.all()}
+
+
+def _connection_row(rec: ConnectionTable) -> ConnectionRow:
+    return ConnectionRow(
+        id=rec.id,
+        provider=rec.provider,
+        enabled=bool(rec.enabled),
+        credentials_ref=rec.credentials_ref,
+        settings=json.loads(rec.settings_json),
+        created_at=_aware(rec.created_at),
+        updated_at=_aware(rec.updated_at),
+    )
