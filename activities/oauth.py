@@ -35,6 +35,8 @@ from billbridge.core.errors import ProviderAuthFailed, ProviderUnavailable
 
 MAX_REFRESH_MARGIN = 300.0  # seconds before expiry at which a token is refreshed
 TOKEN_TIMEOUT = 30.0
+# `connections list` warns this long before a grant must be re-authorized.
+REAUTHORIZE_WARNING_SECONDS = 30 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class OAuthEndpoints:
     token_url: str
     revoke_url: str
     scope: str
+    # Headers every token request carries (Intuit: opt in to the refresh token's hard expiry).
+    token_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ class OAuthApp:
     client_secret: str | None
     # Extra parameter of the authorization callback naming the company (QuickBooks: realmId).
     company_parameter: str = ""
+    # The provider's environments (QuickBooks: sandbox companies under development keys,
+    # real ones under production keys); a grant records the one it was made in.
+    environments: tuple[str, ...] = ()
+    default_environment: str = ""
+    # Environments whose app may redirect to http://localhost; the others only to https.
+    local_redirect_environments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,10 @@ class OAuthGrant:
     expires_in: float  # its lifetime when issued
     refresh_expires_at: float | None = None
     company_id: str = ""  # QuickBooks: the realmId the callback named
+    # The refresh token's absolute end, which no refresh extends (Intuit's five-year cap,
+    # `x_refresh_token_hard_expires_in`); None when the provider did not say.
+    refresh_hard_expires_at: float | None = None
+    environment: str = ""  # QuickBooks: "sandbox" or "production"; "" for older grants
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -83,9 +97,17 @@ class OAuthGrant:
             ) from err
 
     def with_token(self, token: dict[str, Any], now: float) -> OAuthGrant:
-        """This grant after a token response (a response may omit an unchanged refresh token)."""
+        """This grant after a token response (a response may omit an unchanged refresh token).
+
+        Intuit's token response carries the refresh token's remaining (rolling) lifetime in
+        `x_refresh_token_expires_in` and, when asked with the `x-include-refresh-token-hard-
+        expires-in: true` header, its absolute end in `x_refresh_token_hard_expires_in`
+        (https://github.com/intuit/oauth-jsclient CHANGELOG 4.2.4, src/access-token/Token.js;
+        https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/faq).
+        """
         expires_in = float(token.get("expires_in") or 3600)
         refresh_in = token.get("x_refresh_token_expires_in")
+        hard_in = token.get("x_refresh_token_hard_expires_in")
         return replace(
             self,
             access_token=str(token["access_token"]),
@@ -93,25 +115,62 @@ class OAuthGrant:
             expires_at=now + expires_in,
             expires_in=expires_in,
             refresh_expires_at=now + float(refresh_in) if refresh_in else self.refresh_expires_at,
+            refresh_hard_expires_at=now + float(hard_in)
+            if hard_in
+            else self.refresh_hard_expires_at,
         )
 
     def needs_refresh(self, now: float) -> bool:
         margin = min(MAX_REFRESH_MARGIN, self.expires_in / 5)
         return now >= self.expires_at - margin
 
-    def summary(self) -> dict[str, Any]:
+    def reauthorize_warning(
+        self, now: float, within: float = REAUTHORIZE_WARNING_SECONDS
+    ) -> str | None:
+        """Why the grant must be authorized again soon (or already), else None.
+
+        The rolling expiry moves on with every refresh (any export or `connections list` makes
+        one when the access token is due), so only its value as stored counts; the hard expiry
+        never moves: past it only a new authorization gives a working grant.
+        """
+        ends = [
+            (moment, rank, label)
+            for moment, rank, label in (
+                # At equal moments the hard end is the reason: a refresh cannot move it.
+                (self.refresh_hard_expires_at, 0, "the refresh token's maximum lifetime ends"),
+                (
+                    self.refresh_expires_at,
+                    1,
+                    "the refresh token expires unless a refresh renews it before",
+                ),
+            )
+            if moment is not None
+        ]
+        if not ends:
+            return None
+        moment, _, label = min(ends)
+        if moment <= now:
+            return f"re-authorization due: {label} ({_iso(moment)}, passed)"
+        if moment - now <= within:
+            return f"re-authorization due: {label} ({_iso(moment)})"
+        return None
+
+    def summary(self, now: float | None = None) -> dict[str, Any]:
         """What `connections list` may show (no token)."""
-
-        def iso(moment: float | None) -> str | None:
-            if moment is None:
-                return None
-            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
-
         return {
             "company_id": self.company_id,
-            "access_token_expires_at": iso(self.expires_at),
-            "refresh_token_expires_at": iso(self.refresh_expires_at),
+            "environment": self.environment or None,
+            "access_token_expires_at": _iso(self.expires_at),
+            "refresh_token_expires_at": _iso(self.refresh_expires_at),
+            "refresh_token_hard_expires_at": _iso(self.refresh_hard_expires_at),
+            "reauthorize": self.reauthorize_warning(time.time() if now is None else now),
         }
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 class GrantStore(Protocol):
@@ -132,6 +191,7 @@ def oauth_client(endpoints: OAuthEndpoints, client_id: str, client_secret: str) 
         scope=endpoints.scope,
         token_endpoint_auth_method="client_secret_basic",
         timeout=TOKEN_TIMEOUT,
+        headers=dict(endpoints.token_headers),
     )
 
 
@@ -143,6 +203,7 @@ def exchange_code(
     code: str,
     redirect_uri: str,
     company_id: str = "",
+    environment: str = "",
     now: Callable[[], float] = time.time,
 ) -> OAuthGrant:
     """The grant an authorization code buys (raises ProviderAuthFailed if refused)."""
@@ -158,7 +219,50 @@ def exchange_code(
             raise ProviderAuthFailed(f"the authorization code was refused: {err.error}") from err
         except httpx.HTTPError as err:
             raise ProviderUnavailable(f"token endpoint unreachable: {err}") from err
-    empty = OAuthGrant(client_id, client_secret, "", "", 0.0, 0.0, company_id=company_id)
+    empty = OAuthGrant(
+        client_id, client_secret, "", "", 0.0, 0.0, company_id=company_id, environment=environment
+    )
+    return empty.with_token(dict(token), now())
+
+
+def import_refresh_token(
+    endpoints: OAuthEndpoints,
+    client_id: str,
+    client_secret: str,
+    *,
+    refresh_token: str,
+    company_id: str,
+    environment: str = "",
+    now: Callable[[], float] = time.time,
+) -> OAuthGrant:
+    """The grant a refresh token obtained elsewhere (Intuit's OAuth Playground) stands for.
+
+    The token is proven by refreshing it. The provider may rotate it in doing so (Intuit: "always
+    use the latest refresh_token value from the most recent response",
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/faq),
+    so the returned grant holds the new one: the imported value may be dead from now on.
+    """
+    with oauth_client(endpoints, client_id, client_secret) as client:
+        try:
+            token = client.refresh_token(endpoints.token_url, refresh_token=refresh_token)
+        except OAuthError as err:
+            raise ProviderAuthFailed(
+                f"the refresh token was refused ({err.error}): it is expired, revoked, already "
+                "rotated away, or was issued to another app or environment than "
+                f"client {client_id}"
+            ) from err
+        except httpx.HTTPError as err:
+            raise ProviderUnavailable(f"token endpoint unreachable: {err}") from err
+    empty = OAuthGrant(
+        client_id,
+        client_secret,
+        "",
+        refresh_token,
+        0.0,
+        0.0,
+        company_id=company_id,
+        environment=environment,
+    )
     return empty.with_token(dict(token), now())
 
 

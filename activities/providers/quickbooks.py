@@ -68,6 +68,17 @@ SCOPE = "com.intuit.quickbooks.accounting"
 INTUIT_AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
 INTUIT_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
 INTUIT_REVOKE_URL = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
+SANDBOX, PRODUCTION = "sandbox", "production"
+SANDBOX_API_BASE = "https://sandbox-quickbooks.api.intuit.com"
+PRODUCTION_API_BASE = "https://quickbooks.api.intuit.com"
+# Where a person opens an invoice in QuickBooks Online, per environment. UNCONFIRMED: Intuit
+# documents no deep-link format; this is the address of QuickBooks Online's own invoice page
+# (app.qbo.intuit.com for real companies, app.sandbox.qbo.intuit.com for sandbox companies).
+INVOICE_PAGE = {
+    SANDBOX: "https://app.sandbox.qbo.intuit.com/app/invoice?txnId=",
+    PRODUCTION: "https://app.qbo.intuit.com/app/invoice?txnId=",
+}
 # The local emulator's well-known OAuth client (emulators/quickbooks), used when
 # QUICKBOOKS_API_BASE is unset; a real Intuit app's come from QUICKBOOKS_CLIENT_ID/_SECRET.
 EMULATOR_CLIENT_ID = "billbridge-emulator-client"
@@ -92,33 +103,83 @@ def request_id(invoice_id: str, step: str) -> str:
 
 
 def oauth_endpoints(settings: Settings) -> OAuthEndpoints:
-    """Intuit's endpoints for the real API; the emulator serves all three itself."""
-    base = api_base(settings)
+    """Intuit's endpoints for the real API; the emulator serves all three itself.
+
+    Sandbox and production share Intuit's OAuth endpoints (the discovery documents
+    https://developer.intuit.com/.well-known/openid_sandbox_configuration and
+    .../openid_configuration name the same authorize, token and revoke URLs); what tells the
+    two apart is the app's keys (Development vs Production "Keys & OAuth").
+    """
+    base = configured_api_base(settings)
+    # Opt in to the refresh token's five-year hard expiry in every token response
+    # (https://blogs.intuit.com/2025/11/12/important-changes-to-refresh-token-policy/; header
+    # name from Intuit's own OAuth client: https://github.com/intuit/oauth-jsclient,
+    # src/OAuthClient.js, CHANGELOG 4.2.4).
+    headers = ((HARD_EXPIRY_HEADER, "true"),)
     if _is_intuit(base):
-        return OAuthEndpoints(INTUIT_AUTHORIZE_URL, INTUIT_TOKEN_URL, INTUIT_REVOKE_URL, SCOPE)
+        return OAuthEndpoints(
+            INTUIT_AUTHORIZE_URL, INTUIT_TOKEN_URL, INTUIT_REVOKE_URL, SCOPE, headers
+        )
     return OAuthEndpoints(
         f"{base}/connect/oauth2",
         f"{base}/oauth2/v1/tokens/bearer",
         f"{base}/oauth2/v1/tokens/revoke",
         SCOPE,
+        headers,
     )
 
 
 def oauth_app(settings: Settings) -> OAuthApp:
-    """The Intuit app from QUICKBOOKS_CLIENT_ID/_SECRET; the emulator's own client by default."""
+    """The Intuit app from QUICKBOOKS_CLIENT_ID/_SECRET; the emulator's own client by default
+    (its development keys: a sandbox company, http://localhost redirects allowed)."""
     client_id, secret = settings.quickbooks_client_id, settings.quickbooks_client_secret
-    if not _is_intuit(api_base(settings)):
+    if not _is_intuit(configured_api_base(settings)):
         client_id, secret = client_id or EMULATOR_CLIENT_ID, secret or EMULATOR_CLIENT_SECRET
-    return OAuthApp(oauth_endpoints(settings), client_id, secret, company_parameter="realmId")
+    return OAuthApp(
+        oauth_endpoints(settings),
+        client_id,
+        secret,
+        company_parameter="realmId",
+        environments=(SANDBOX, PRODUCTION),
+        default_environment=default_environment(settings),
+        # "You can add localhost (no HTTPS) as a URI for sandbox environments"; production
+        # redirect URIs must begin with https:
+        # https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/set-redirect-uri
+        local_redirect_environments=(SANDBOX,),
+    )
 
 
 def _is_intuit(url: str) -> bool:
     return (urlsplit(url).hostname or "").endswith("intuit.com")
 
 
-def api_base(settings: Settings) -> str:
+def default_environment(settings: Settings) -> str:
+    """The environment of a grant that does not name one: sandbox for the sandbox host and the
+    emulator (whose default keys are development keys), production for Intuit's production."""
+    base = configured_api_base(settings)
+    if _is_intuit(base) and urlsplit(base).hostname != urlsplit(SANDBOX_API_BASE).hostname:
+        return PRODUCTION
+    return SANDBOX
+
+
+def configured_api_base(settings: Settings) -> str:
+    """QUICKBOOKS_API_BASE as core/config.py resolved it (unset: the local emulator)."""
     base = settings.api_base(QuickBooksInvoiceProvider.name)
     return (base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}").rstrip("/")
+
+
+def api_base(settings: Settings, environment: str = "") -> str:
+    """Where a connection's Accounting API calls go.
+
+    With an Intuit base the company's environment picks the host: sandbox companies answer only
+    on sandbox-quickbooks.api.intuit.com, real ones on quickbooks.api.intuit.com
+    (https://developer.intuit.com/app/developer/qbo/docs/learn/rest-api-features, "Base URL").
+    Any other base (the emulator, a proxy) is used as configured for both.
+    """
+    base = configured_api_base(settings)
+    if not _is_intuit(base) or not environment:
+        return base
+    return SANDBOX_API_BASE if environment == SANDBOX else PRODUCTION_API_BASE
 
 
 def _exact_number(value: Decimal) -> bool:
@@ -238,7 +299,15 @@ class QuickBooksInvoiceProvider:
             lock_key=f"{endpoints.token_url} {config.connection_id}",
             reauthorize_hint=REAUTHORIZE,
         )
-        return cls(api_base(settings), tokens)
+        environment = ""
+        if _is_intuit(configured_api_base(settings)):
+            # The company's environment is the grant's (a row changed through the CLI, a rotated
+            # token included, builds a new provider: activities/export.py).
+            try:
+                environment = tokens.grant.environment or default_environment(settings)
+            except ProviderAuthFailed:
+                environment = ""  # not authorized: the first call says so
+        return cls(api_base(settings, environment), tokens)
 
     @property
     def request_count(self) -> int:
@@ -541,8 +610,11 @@ class QuickBooksInvoiceProvider:
         )
 
     def _invoice_url(self, invoice_id: str) -> str:
+        """The invoice's page in QuickBooks Online, in the company's environment (the API host
+        from_settings chose says which); on the emulator, the invoice's API address."""
         if _is_intuit(self.base_url):
-            return f"https://app.qbo.intuit.com/app/invoice?txnId={invoice_id}"
+            sandbox = urlsplit(self.base_url).hostname == urlsplit(SANDBOX_API_BASE).hostname
+            return INVOICE_PAGE[SANDBOX if sandbox else PRODUCTION] + invoice_id
         return f"{self.base_url}/v3/company/{self.realm_id}/invoice/{invoice_id}"
 
     def _find_invoice(

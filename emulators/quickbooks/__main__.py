@@ -11,7 +11,13 @@ import sys
 from ..serving import serve_until_signalled
 from . import QuickBooksEmulator
 from .api import endpoints
-from .emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REALM_ID
+from .emulator import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_PRODUCTION_CLIENT_ID,
+    DEFAULT_PRODUCTION_CLIENT_SECRET,
+    DEFAULT_REALM_ID,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=12112)
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
     parser.add_argument("--client-secret", default=DEFAULT_CLIENT_SECRET)
+    parser.add_argument("--production-client-id", default=DEFAULT_PRODUCTION_CLIENT_ID)
+    parser.add_argument("--production-client-secret", default=DEFAULT_PRODUCTION_CLIENT_SECRET)
     parser.add_argument("--realm-id", default=DEFAULT_REALM_ID)
     parser.add_argument(
         "--requests-per-minute",
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         client_id=args.client_id,
         client_secret=args.client_secret,
+        production_client_id=args.production_client_id,
+        production_client_secret=args.production_client_secret,
         realm_id=args.realm_id,
         access_token_ttl=args.access_token_ttl,
         rotate_refresh_tokens=not args.no_rotate,

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..serving import EmulatorService
 from .entities import Store
-from .oauth import OAuthServer
+from .oauth import REFRESH_TOKEN_MAX_LIFETIME, OAuthServer
 from .ratelimit import MinuteWindow
 from .requestids import RequestIdStore
 from .requestlog import LoggedRequest, RequestLog
@@ -15,15 +15,23 @@ from .server import ApiCore, EmulatorHTTPServer
 DEFAULT_CLIENT_ID = "billbridge-emulator-client"
 DEFAULT_CLIENT_SECRET = "billbridge-emulator-secret"  # a well-known test value, not a secret
 DEFAULT_REALM_ID = "9130350000000001"
+# The app's production keys (https redirect URIs only); the ones above are its development keys.
+DEFAULT_PRODUCTION_CLIENT_ID = "billbridge-emulator-production-client"
+DEFAULT_PRODUCTION_CLIENT_SECRET = "billbridge-emulator-production-secret"  # a test value
 
 
 class QuickBooksEmulator(EmulatorService[LoggedRequest]):
     """Serve Intuit's OAuth 2.0 endpoints and the Accounting API (v3) for one company
     (``realm_id``) on ``host:port`` from a daemon thread.
 
-    One app is registered: ``client_id`` / ``client_secret``. The authorize endpoint consents
-    at once (there is no user). ``requests_per_minute=None`` turns throttling off;
-    ``retry_after_seconds`` adds a Retry-After header to 429s (Intuit documents none).
+    One app is registered, with two sets of keys as Intuit's apps have: development keys
+    ``client_id`` / ``client_secret`` (sandbox: any http(s) redirect URI, http://localhost
+    included) and production keys ``production_client_id`` / ``production_client_secret``
+    (https redirect URIs only). Both reach the one company. The authorize endpoint consents at
+    once (there is no user). ``refresh_token_max_lifetime`` is the five-year cap on a grant's
+    refresh tokens (seconds from the authorization). ``requests_per_minute=None`` turns
+    throttling off; ``retry_after_seconds`` adds a Retry-After header to 429s (Intuit
+    documents none).
     ``request_id_ttl_seconds=None`` remembers ``requestid`` responses forever.
     ``unique_doc_numbers`` refuses a DocNumber already used by another invoice (6140);
     ``auto_doc_numbers`` numbers invoices sent without a DocNumber (1001, 1002, ...).
@@ -38,11 +46,14 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
         *,
         client_id: str = DEFAULT_CLIENT_ID,
         client_secret: str = DEFAULT_CLIENT_SECRET,
+        production_client_id: str = DEFAULT_PRODUCTION_CLIENT_ID,
+        production_client_secret: str = DEFAULT_PRODUCTION_CLIENT_SECRET,
         realm_id: str = DEFAULT_REALM_ID,
         company_name: str = "billbridge QuickBooks emulator",
         access_token_ttl: float = 3600.0,
         refresh_token_ttl: float = 8726400.0,
         rotate_refresh_tokens: bool = True,
+        refresh_token_max_lifetime: float = REFRESH_TOKEN_MAX_LIFETIME,
         requests_per_minute: int | None = 500,
         retry_after_seconds: float | None = None,
         request_id_ttl_seconds: float | None = None,
@@ -54,6 +65,8 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
         self.realm_id = realm_id
         self.client_id = client_id
         self.client_secret = client_secret
+        self.production_client_id = production_client_id
+        self.production_client_secret = production_client_secret
         self._oauth = OAuthServer(
             client_id=client_id,
             client_secret=client_secret,
@@ -61,6 +74,9 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
             access_token_ttl=access_token_ttl,
             refresh_token_ttl=refresh_token_ttl,
             rotate_refresh_tokens=rotate_refresh_tokens,
+            production_client_id=production_client_id,
+            production_client_secret=production_client_secret,
+            refresh_token_max_lifetime=refresh_token_max_lifetime,
         )
         self.store = Store(
             realm_id=realm_id,
@@ -111,10 +127,10 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
         """Successful ``refresh_token`` grants."""
         return self._oauth.refresh_count
 
-    def issue_tokens(self) -> dict[str, Any]:
+    def issue_tokens(self, client_id: str | None = None) -> dict[str, Any]:
         """A token response as if the authorization-code flow had just completed (for seeding
-        demos without a browser round trip)."""
-        return self._oauth.issue_tokens()
+        demos without a browser round trip; `client_id`: which keys, default development)."""
+        return self._oauth.issue_tokens(client_id)
 
     # -- data helpers ------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""billbridge connections list|add|authorize|revoke|set|enable|disable: each provider's
+"""billbridge connections list|add|authorize|import|revoke|set|enable|disable: each provider's
 credentials, settings and health."""
 
 from __future__ import annotations
@@ -87,10 +87,10 @@ def _read_api_key(args: argparse.Namespace) -> str:
 def _target(args: argparse.Namespace, store: Store) -> tuple[str, str, ConnectionRow | None] | int:
     """The connection a command acts on: (id, provider, stored row), or the exit status.
 
-    `add` and `authorize` name a provider, and `--id` the connection (default: the provider's
-    name, its default connection); the other commands name the connection by its id.
+    `add`, `authorize` and `import` name a provider, and `--id` the connection (default: the
+    provider's name, its default connection); the other commands name the connection by its id.
     """
-    if args.action in ("add", "authorize"):
+    if args.action in ("add", "authorize", "import"):
         provider = args.connection
         if provider not in PROVIDERS:
             return unknown_connection(provider)
@@ -129,7 +129,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
         if args.action == "revoke":
             return _revoke(connection_id, provider, store, settings, row)
         oauth = provider in OAUTH_APPS
-        if args.action == "authorize" and not oauth:
+        if args.action in ("authorize", "import") and not oauth:
             print(
                 f"billbridge: {provider} takes an API key: "
                 f"`billbridge connections add {provider} --api-key-env VAR`",
@@ -145,11 +145,11 @@ def cmd_connections(args: argparse.Namespace) -> int:
             return 2
         # Export records (what waiting exports are found by) carry the provider, so a fix on
         # any of its connections signals those waiting on the provider: a re-check is harmless.
-        if args.action == "authorize":
+        if args.action in ("authorize", "import"):
             code = _authorize(args, connection_id, provider, store, settings)
             if code:
                 return code
-            # authorize proved the new grant with an API call (companyinfo) before storing it.
+            # Both proved the new grant with an API call (companyinfo) before storing it.
             code = _list_connections(
                 store, settings, only=connection_id, health="credentials accepted (just now)"
             )
@@ -193,20 +193,73 @@ def cmd_connections(args: argparse.Namespace) -> int:
     return code
 
 
+def _read_refresh_token(args: argparse.Namespace) -> str:
+    """The refresh token `connections import` was given, exactly one way; never empty."""
+    given = [
+        flag
+        for flag, value in (
+            ("--refresh-token-env", args.refresh_token_env),
+            ("--refresh-token-file", args.refresh_token_file),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            f"connections import {args.connection} needs the refresh token one way: "
+            "--refresh-token-env VAR or --refresh-token-file FILE (- for standard input)"
+        )
+    if args.refresh_token_env is not None:
+        value = (os.environ.get(args.refresh_token_env) or "").strip()
+        empty = f"--refresh-token-env: {args.refresh_token_env} is not set or empty"
+    elif args.refresh_token_file == "-":
+        value, empty = sys.stdin.readline().strip(), "--refresh-token-file -: nothing on stdin"
+    else:
+        value = Path(args.refresh_token_file).read_text().strip()
+        empty = f"--refresh-token-file: {args.refresh_token_file} is empty"
+    if not value:
+        raise ValueError(empty)
+    return value
+
+
 def _authorize(
     args: argparse.Namespace, connection_id: str, provider: str, store: Store, settings: Settings
 ) -> int:
-    from billbridge.starter.authorize import AuthorizationFailed, authorize, store_grant
+    """`authorize` (the OAuth flow) or `import` (a grant made elsewhere): verified, then sealed."""
+    from billbridge.starter.authorize import (
+        AuthorizationFailed,
+        authorize,
+        import_grant,
+        store_grant,
+    )
 
     try:
         SecretBox.from_settings(settings)  # a missing key fails before the browser step
-        grant = authorize(
-            settings,
-            provider,
-            port=args.port,
-            timeout=args.timeout,
-            open_browser=args.open_browser,
-        )
+        if args.action == "import":
+            if not args.realm_id:
+                raise ValueError(
+                    f"connections import {args.connection} needs --realm-id: the company the "
+                    "grant was made for"
+                )
+            grant = import_grant(
+                settings,
+                provider,
+                refresh_token=_read_refresh_token(args),
+                company_id=args.realm_id,
+                environment=args.environment,
+            )
+        else:
+            grant = authorize(
+                settings,
+                provider,
+                port=args.port,
+                timeout=args.timeout,
+                open_browser=args.open_browser,
+                redirect_uri=args.redirect_uri,
+                environment=args.environment,
+            )
+    except (ValueError, OSError) as err:
+        print(f"billbridge: {connection_id}: {err}", file=sys.stderr)
+        return 2
     except (AuthorizationFailed, CodecKeyError) as err:
         print(f"billbridge: {connection_id}: {err}", file=sys.stderr)
         return 1
@@ -214,7 +267,9 @@ def _authorize(
         print(f"billbridge: {connection_id}: {err.type_name}: {err}", file=sys.stderr)
         return 1
     store_grant(store, settings, connection_id, grant, provider=provider)
-    print(f"{connection_id}: authorized (company {grant.company_id or '-'})")
+    done = "imported" if args.action == "import" else "authorized"
+    where = f", {grant.environment} environment" if grant.environment else ""
+    print(f"{connection_id}: {done} (company {grant.company_id or '-'}){where}")
     return 0
 
 
@@ -257,7 +312,12 @@ def _credentials_report(
         grant = OAuthGrant.from_json(activities.secrets().open(row.credentials_ref, name))
     except (ExportError, SecretError, CodecKeyError) as err:
         return {"credentials": f"error: {err}"}
-    return {"credentials": "OAuth grant sealed in the store", **grant.summary()}
+    summary = grant.summary()
+    if summary["reauthorize"]:
+        how = provider if name == provider else f"{provider} --id {name}"
+        summary["reauthorize"] += f"; run `billbridge connections authorize {how}`"
+        print(f"billbridge: {name}: {summary['reauthorize']}", file=sys.stderr)
+    return {"credentials": "OAuth grant sealed in the store", **summary}
 
 
 def _list_connections(
@@ -329,16 +389,16 @@ def add_parser(sub: Subparsers) -> None:
         "connections",
         "providers: credentials, settings, health",
         cmd_connections,
-        ["list", "add", "authorize", "revoke", "set", "enable", "disable"],
+        ["list", "add", "authorize", "import", "revoke", "set", "enable", "disable"],
     )
     connections.add_argument(
         "connection",
         nargs="?",
-        help="the connection id, e.g. stripe_invoice; with add and authorize: the provider",
+        help="the connection id, e.g. stripe_invoice; with add, authorize, import: the provider",
     )
     connections.add_argument(
         "--id",
-        help="with add and authorize: the new connection's id (default: the provider's name)",
+        help="with add, authorize, import: the new connection's id (default: the provider's name)",
     )
     connections.add_argument("settings", nargs="*", help="with set: key=value ...")
     connections.add_argument("--api-key-env", help="with add: read the API key from this variable")
@@ -360,4 +420,23 @@ def add_parser(sub: Subparsers) -> None:
     )
     connections.add_argument(
         "--open-browser", action="store_true", help="with authorize: open the URL in a browser"
+    )
+    connections.add_argument(
+        "--redirect-uri",
+        help="with authorize: the redirect URI registered with the app (default: the local "
+        "callback); on another host, paste the URL the browser was redirected to on stdin",
+    )
+    connections.add_argument(
+        "--environment",
+        help="with authorize and import: the company's environment (QuickBooks: sandbox or "
+        "production; default: production for Intuit's production API base, else sandbox)",
+    )
+    connections.add_argument(
+        "--refresh-token-env", help="with import: read the refresh token from this variable"
+    )
+    connections.add_argument(
+        "--refresh-token-file", help="with import: read the refresh token from this file (-: stdin)"
+    )
+    connections.add_argument(
+        "--realm-id", help="with import: the company (QuickBooks realmId) the grant is for"
     )
