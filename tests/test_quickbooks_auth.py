@@ -252,7 +252,9 @@ def test_import_verifies_rotates_and_seals_the_grant(
     qbo.expire_access_tokens()
     listed, _ = list_connection(settings)
     assert listed["health"] == "credentials accepted", listed
-    assert (after := stored_grant(store)) is not None and after.refresh_token != grant.refresh_token
+    after = stored_grant(store)
+    assert after is not None and after.refresh_token != grant.refresh_token
+    assert after.refresh_hard_expires_at is not None and after.environment == "production"
 
 
 def test_import_refuses_a_dead_token_and_another_company(
@@ -377,3 +379,23 @@ def test_a_local_redirect_uri_keeps_the_local_callback(
     assert "sandbox environment" in out
     grant = stored_grant(store)
     assert grant is not None and grant.environment == "sandbox"
+
+
+def test_token_responses_carry_the_hard_expiry_only_when_asked() -> None:
+    """`x_refresh_token_hard_expires_in` is opt-in (a request header); the rolling expiry never
+    reaches past the hard end."""
+    cap = 50 * 86400
+    with QuickBooksEmulator(requests_per_minute=None, refresh_token_max_lifetime=cap) as qbo:
+        token_url = f"{qbo.base_url}/oauth2/v1/tokens/bearer"
+        keys = (qbo.client_id, qbo.client_secret)
+        form = {"grant_type": "refresh_token", "refresh_token": qbo.issue_tokens()["refresh_token"]}
+        plain = httpx.post(token_url, data=form, auth=keys).json()
+        assert "x_refresh_token_hard_expires_in" not in plain
+        assert 0 < plain["x_refresh_token_expires_in"] <= cap  # not 100 days
+        asked = httpx.post(
+            token_url,
+            data={**form, "refresh_token": plain["refresh_token"]},
+            auth=keys,
+            headers={"x-include-refresh-token-hard-expires-in": "true"},
+        ).json()
+        assert 0 < asked["x_refresh_token_hard_expires_in"] <= cap

@@ -105,9 +105,10 @@ def request_id(invoice_id: str, step: str) -> str:
 def oauth_endpoints(settings: Settings) -> OAuthEndpoints:
     """Intuit's endpoints for the real API; the emulator serves all three itself.
 
-    Sandbox and production share Intuit's OAuth endpoints (the discovery documents
-    https://developer.intuit.com/.well-known/openid_sandbox_configuration and
-    .../openid_configuration name the same authorize, token and revoke URLs); what tells the
+    Sandbox and production share Intuit's OAuth endpoints: the discovery documents
+    (https://developer.intuit.com/.well-known/openid_sandbox_configuration/ and
+    .../openid_configuration/, the URLs intuitlib/config.py of github.com/intuit/
+    oauth-pythonclient reads) name the same authorize, token and revoke URLs. What tells the
     two apart is the app's keys (Development vs Production "Keys & OAuth").
     """
     base = configured_api_base(settings)
@@ -171,9 +172,10 @@ def configured_api_base(settings: Settings) -> str:
 def api_base(settings: Settings, environment: str = "") -> str:
     """Where a connection's Accounting API calls go.
 
-    With an Intuit base the company's environment picks the host: sandbox companies answer only
-    on sandbox-quickbooks.api.intuit.com, real ones on quickbooks.api.intuit.com
-    (https://developer.intuit.com/app/developer/qbo/docs/learn/rest-api-features, "Base URL").
+    With an Intuit base the company's environment picks the host: sandbox companies have their
+    own base URL, sandbox-quickbooks.api.intuit.com, live ones quickbooks.api.intuit.com
+    (https://developer.intuit.com/app/developer/qbo/docs/get-started/create-a-request, "Get
+    baseURLs for API calls").
     Any other base (the emulator, a proxy) is used as configured for both.
     """
     base = configured_api_base(settings)
