@@ -113,7 +113,7 @@ def oauth_endpoints(settings: Settings) -> OAuthEndpoints:
     """
     base = configured_api_base(settings)
     # Opt in to the refresh token's five-year hard expiry in every token response
-    # (https://blogs.intuit.com/2025/11/12/important-changes-to-refresh-token-policy/; header
+    # (https://blogs.a.intuit.com/2025/11/12/important-changes-to-refresh-token-policy; header
     # name from Intuit's own OAuth client: https://github.com/intuit/oauth-jsclient,
     # src/OAuthClient.js, CHANGELOG 4.2.4).
     headers = ((HARD_EXPIRY_HEADER, "true"),)

@@ -39,7 +39,7 @@ ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 SANDBOX, PRODUCTION = "sandbox", "production"
 # Intuit's five-year maximum for a refresh token, counted from the authorization that started
 # its chain; refreshes never extend it
-# (https://blogs.intuit.com/2025/11/12/important-changes-to-refresh-token-policy/).
+# (https://blogs.a.intuit.com/2025/11/12/important-changes-to-refresh-token-policy).
 # UNCONFIRMED: the exact length Intuit counts (5 x 365 days here).
 REFRESH_TOKEN_MAX_LIFETIME = 5 * 365 * 86400.0
 # The request header with which a client asks for `x_refresh_token_hard_expires_in`
