@@ -22,7 +22,7 @@ import hashlib
 import ssl
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -883,26 +883,50 @@ class StripeInvoiceProvider:
             # per generation; the metadata gives the new draft's own steps the same suffix.
             metadata = {**params["metadata"], METADATA_REPLACES: replacing}
             params, step = {**params, "metadata": metadata}, f"create-replacing-{replacing}"
-        key = idempotency_key(plan.invoice_id, step)
+        return self._write(
+            "creating the draft invoice",
+            self.client.v1.invoices.create,
+            key=idempotency_key(plan.invoice_id, step),
+            # A draft of this export at Stripe: the next attempt finds it and continues.
+            written=lambda: self._look_up(plan, context) is not None,
+            params=params,
+        )
+
+    def _write(
+        self,
+        doing: str,
+        method: Any,
+        *args: Any,
+        key: str,
+        written: Callable[[], bool],
+        **kwargs: Any,
+    ) -> Any:
+        """One write under `key`, or under the next keys after 500s Stripe keeps.
+
+        A StripeFailedUnderKey is replayed for its key for about a day, so retrying under that
+        key would stall the export. `written` is a lookup (a read, never a write) that proves
+        whether the failed request wrote anything after all: if it did not, the write goes
+        again under the next key (_key_generation); if it did, the attempt ends and the next
+        one continues from what Stripe holds. Every attempt walks the keys from the first.
+        """
         for generation in range(MAX_KEY_GENERATIONS):
             try:
                 return self._call(
-                    "creating the draft invoice",
-                    self.client.v1.invoices.create,
-                    params=params,
+                    doing,
+                    method,
+                    *args,
                     options={"idempotency_key": _key_generation(key, generation)},
+                    **kwargs,
                 )
             except StripeFailedUnderKey as err:
-                # Stripe replays this 500 under the key for a day. If the lookup finds no
-                # draft, the failed request wrote nothing, and the next key may create it.
-                if self._look_up(plan, context) is not None:
+                if written():
                     raise ProviderUnavailable(
-                        f"{err}; a draft for invoice {plan.invoice_id} exists all the same: "
-                        "the next attempt continues with it"
+                        f"{err}; it was written all the same: the next attempt continues from "
+                        "what Stripe holds"
                     ) from err
         raise ProviderUnavailable(
-            f"Stripe answered {MAX_KEY_GENERATIONS} draft creations for invoice "
-            f"{plan.invoice_id} in a row with a 500 it keeps for their keys; trying again later"
+            f"Stripe {doing}: {MAX_KEY_GENERATIONS} keys in a row answered with a 500 Stripe "
+            "keeps for them; trying again later"
         )
 
     def _look_up(self, plan: StripePlan, context: PushContext) -> Any:
@@ -972,26 +996,16 @@ class StripeInvoiceProvider:
         self, plan: StripePlan, draft: Any, lines: list[dict[str, Any]], key: str
     ) -> Any:
         """One add_lines call; after a 500 Stripe keeps for the key, the next key once the
-        draft's lines prove that none of these was added."""
+        draft's lines prove that none of these was added (the next attempt adds only the
+        missing ones otherwise)."""
         refs = {line["metadata"][METADATA_LINE] for line in lines}
-        for generation in range(MAX_KEY_GENERATIONS):
-            try:
-                return self._call(
-                    "adding lines",
-                    self.client.v1.invoices.add_lines,
-                    draft.id,
-                    params={"lines": lines},
-                    options={"idempotency_key": _key_generation(key, generation)},
-                )
-            except StripeFailedUnderKey as err:
-                if refs & self._present_line_refs(draft.id):
-                    raise ProviderUnavailable(
-                        f"{err}; some of its lines are on draft {draft.id} all the same: the "
-                        "next attempt adds only the missing ones"
-                    ) from err
-        raise ProviderUnavailable(
-            f"Stripe answered {MAX_KEY_GENERATIONS} add_lines calls on draft {draft.id} in a "
-            "row with a 500 it keeps for their keys; trying again later"
+        return self._write(
+            "adding lines",
+            self.client.v1.invoices.add_lines,
+            draft.id,
+            key=key,
+            written=lambda: bool(refs & self._present_line_refs(draft.id)),
+            params={"lines": lines},
         )
 
     def _present_line_refs(self, draft_id: str) -> set[str]:
