@@ -170,3 +170,24 @@ async def test_a_500_stripe_replays_on_add_lines_adds_each_line_once(
         (500, False),
         (200, True),
     ]
+
+
+async def test_a_refusal_stripe_says_to_retry_is_retried(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+) -> None:
+    invoice = build_invoice("inv_should_retry", "cust_1", "USD", LINES)
+    map_invoice_items(stripe_account, store, invoice)
+    # A 400 is never retried, unless Stripe advises it (a lock timeout, say).
+    emulator.add_fault(
+        StripeFault(kind="status", status=400, should_retry=True, method="POST", path_prefix="/v1/")
+    )
+    submit_invoice(store, invoice)
+    handle = await start_export(client, "inv_should_retry", worker.task_queue)
+    result = await export_result(handle, "inv_should_retry")
+    assert result.status == ExportStatus.EXPORTED, result.reason
+    assert len(finalized_invoices(emulator, "inv_should_retry")) == 1
+    assert [r.status for r in creates(emulator)] == [400, 200]
