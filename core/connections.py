@@ -33,6 +33,15 @@ class ConnectionSettings(BaseModel):
         json_schema_extra={"providers": ["stripe_invoice"]},
     )
     create_missing_customers: bool = False
+    stripe_rounding_line: bool = Field(
+        default=False,
+        description=(
+            "when Stripe cannot charge the billed amount exactly (a three-decimal amount not "
+            "ending in 0, a fraction of a zero-decimal currency or of ISK), add a rounding line "
+            "to the nearest chargeable amount and record it, instead of waiting for a person"
+        ),
+        json_schema_extra={"providers": ["stripe_invoice"]},
+    )
 
     @classmethod
     def applies_to(cls, setting: str, provider: str) -> bool:

@@ -107,6 +107,13 @@ class ProviderLimitExceeded(ExportError):
     """The invoice exceeds a hard limit of the provider that consolidation cannot meet."""
 
 
+class AmountNotChargeable(ExportError):
+    """The provider cannot take or charge an amount as billed (Stripe: a fraction of a
+    zero-decimal currency, a three-decimal amount not ending in 0, a fraction of ISK); the
+    message names the rule. Never retried: the invoice must change, or the connection must
+    allow a rounding line (`stripe_rounding_line=true`), which signals the waiting export."""
+
+
 class UnexpectedError(ExportError):
     """A step failed the same unexpected way (a bug such as a KeyError) several attempts in a
     row. Retrying every minute forever would only fill the attempts table: the export waits
@@ -132,6 +139,7 @@ NEEDS_ATTENTION = frozenset(
         ProviderCustomerMissing,
         ProviderInvoiceMissing,
         ProviderAuthFailed,
+        AmountNotChargeable,
         ConnectionDisabled,
         ConnectionAmbiguous,
         UnknownCustomer,

@@ -30,10 +30,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from billbridge.activities.providers.stripe_currencies import from_stripe_minor
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.messages import ExportResult, ExportStatus
-from billbridge.core.money import from_minor
 from billbridge.starter.door import export_invoice
 from billbridge.starter.local_services import local_services
 from billbridge.starter.samples import DemoSpec, demo_catalog
@@ -235,8 +235,9 @@ def _check(
         # Below Stripe's minimum charge the amount due moves to the customer's balance
         # (ending_balance) and is collected on the next invoice: it is still due.
         carried = max(found.ending_balance or 0, 0) if found.amount_due == 0 else 0
-        row.provider_total = str(from_minor(found.total, spec.currency))
-        row.provider_amount_due = str(from_minor(found.amount_due + carried, spec.currency))
+        # Stripe's minor units, not ISO 4217's (ISK: two decimals at Stripe, none in ISO).
+        row.provider_total = str(from_stripe_minor(found.total, spec.currency))
+        row.provider_amount_due = str(from_stripe_minor(found.amount_due + carried, spec.currency))
         row.ok = row.ok and found.status == ("open" if found.amount_due else "paid")
     row.ok = row.ok and (
         Decimal(row.provider_total) == Decimal(row.billing_total)

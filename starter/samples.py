@@ -922,6 +922,8 @@ def demo_catalog() -> list[DemoSpec]:
         credits=_d("2000"),
     )
     add("krw-seats", "KRW (no decimals) seats", "KRW", "kimlee", [_fixed(_SEATS, "9", "33000")])
+    # Stripe charges three-decimal currencies only in amounts whose last digit is 0
+    # (docs.stripe.com/currencies#three-decimal): the KWD and BHD amounts due end in 0.
     add(
         "kwd-usage",
         "KWD (3 decimals) usage",
@@ -930,7 +932,7 @@ def demo_catalog() -> list[DemoSpec]:
         [
             _line(_STORAGE, "1234.567", "0.0123"),
             _line(_EGRESS, "99.999", "0.0275"),
-            _fixed(_PLATFORM, "1", "45.500"),
+            _fixed(_PLATFORM, "1", "45.505"),
         ],
     )
     add(
@@ -943,7 +945,7 @@ def demo_catalog() -> list[DemoSpec]:
             _fixed(_SEATS, "5", "9.250"),
         ],
         line_discount=LineDiscount(percentage=_d("0.125")),
-        balance_applied=_d("-1.105"),
+        balance_applied=_d("-1.108"),
     )
     add(
         "bhd-usage",
@@ -951,7 +953,19 @@ def demo_catalog() -> list[DemoSpec]:
         "BHD",
         "almoayyed",
         [
-            _line(_API, "77777", "0.00013"),
+            _line(_API, "77770", "0.00013"),
+        ],
+    )
+    # ISK has no decimals in ISO 4217 but two at Stripe, always 00
+    # (docs.stripe.com/currencies#special-cases): 3,086 kr. is sent as 308600.
+    add(
+        "isk-usage",
+        "ISK (0 decimals, 2 at Stripe) usage and seats",
+        "ISK",
+        "jonsdottir",
+        [
+            _line(_STORAGE, "1234.567", "2.5"),
+            _fixed(_SEATS, "3", "4990"),
         ],
     )
     add(

@@ -51,6 +51,12 @@ class Plan:
         """The provider requests, for `--dry-run` (ids the provider assigns are placeholders)."""
         raise NotImplementedError
 
+    def billing_totals(self) -> tuple[int, int, int]:
+        """(sum of the lines, total, amount due) in the billing currency's ISO minor units, as
+        check_plan compares them. Providers whose units differ from ISO 4217's (Stripe) convert
+        back, less any rounding they recorded."""
+        return sum(self.line_amounts_minor), self.total_minor, self.amount_due_minor
+
 
 def heartbeat_running_activity(detail: str) -> None:
     """Heartbeat the Temporal activity this thread runs, if it has a heartbeat timeout.
@@ -125,16 +131,15 @@ class InvoiceProvider(Protocol):
 
 def check_plan(plan: Plan, breakdown: InvoiceBreakdown) -> None:
     """Nothing is written unless the plan adds up to the billing totals exactly."""
-    planned = sum(plan.line_amounts_minor)
+    planned, total, amount_due = plan.billing_totals()
     problems = []
     if planned != breakdown.total_minor:
         problems.append(f"lines add up to {planned}, billing total is {breakdown.total_minor}")
-    if plan.total_minor != breakdown.total_minor:
-        problems.append(f"plan total {plan.total_minor} != billing total {breakdown.total_minor}")
-    if plan.amount_due_minor != breakdown.amount_due_minor:
+    if total != breakdown.total_minor:
+        problems.append(f"plan total {total} != billing total {breakdown.total_minor}")
+    if amount_due != breakdown.amount_due_minor:
         problems.append(
-            f"plan amount due {plan.amount_due_minor} != billing amount due "
-            f"{breakdown.amount_due_minor}"
+            f"plan amount due {amount_due} != billing amount due {breakdown.amount_due_minor}"
         )
     if problems:
         raise TotalMismatch(

@@ -22,7 +22,7 @@ import hashlib
 import ssl
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 import stripe
 
-from billbridge.activities.providers import deadline
+from billbridge.activities.providers import deadline, stripe_currencies
 from billbridge.activities.providers.base import (
     ConnectionConfig,
     Plan,
@@ -44,6 +44,7 @@ from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import (
+    AmountNotChargeable,
     ExportError,
     ProviderAuthFailed,
     ProviderCustomerMissing,
@@ -58,7 +59,7 @@ from billbridge.core.errors import (
 )
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Customer, Invoice
-from billbridge.core.money import from_minor
+from billbridge.core.money import InexactAmountError, format_amount, from_minor, to_minor
 
 # Stripe refuses more than 250 invoice items on one invoice (API changelog 2016-02-22). Larger
 # billing invoices are consolidated: lines with the same item, kind and period become one line.
@@ -74,6 +75,9 @@ METADATA_LINE = "billbridge_line_ref"
 METADATA_REPLACES = "billbridge_replaces"
 # Drafts created in one push when each one vanishes again right away: then something is wrong.
 MAX_DRAFT_GENERATIONS = 3
+# Keys one write may go through when Stripe replays a 500 under each (StripeFailedUnderKey)
+# and a lookup proves nothing was written: beyond that, Stripe is failing, not one request.
+MAX_KEY_GENERATIONS = 5
 # Most objects a lookup reads (newest first, within its time window) before it gives up with a
 # clear error rather than page on without end.
 MAX_LISTED = 1000
@@ -100,12 +104,34 @@ def idempotency_key(invoice_id: str, step: str) -> str:
 
 @dataclass
 class StripePlan(Plan):
+    """Amounts (total_minor, amount_due_minor, line_amounts_minor) are in Stripe's minor units
+    (stripe_currencies), which differ from ISO 4217's for ISK, UGX and MGA."""
+
     create_params: dict[str, Any] = field(default_factory=dict)
     lines: list[dict[str, Any]] = field(default_factory=list)
     balance_params: dict[str, Any] | None = None
     consolidated_from: int = 0  # billing-side line count when lines were consolidated
     # Unix time before which nothing of this export can exist at Stripe (0: unknown).
     not_before: int = 0
+    # Stripe's total and amount due less the billing ones (major units): non-zero only with a
+    # rounding line the connection allowed (stripe_rounding_line); `rounding_note` says so.
+    total_rounding: Decimal = Decimal(0)
+    amount_due_rounding: Decimal = Decimal(0)
+    rounding_note: str = ""
+
+    def billing_totals(self) -> tuple[int, int, int]:
+        def billing(units: int, rounding: Decimal) -> int:
+            amount = stripe_currencies.from_stripe_minor(units, self.currency) - rounding
+            try:
+                return to_minor(amount, self.currency)
+            except InexactAmountError as err:
+                raise TotalMismatch(f"invoice {self.invoice_id}: {err}") from err
+
+        return (
+            billing(sum(self.line_amounts_minor), self.total_rounding),
+            billing(self.total_minor, self.total_rounding),
+            billing(self.amount_due_minor, self.amount_due_rounding),
+        )
 
     def batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         for start in range(0, len(self.lines), ADD_LINES_BATCH):
@@ -175,7 +201,10 @@ def _decimal_text(value: Decimal) -> str:
     return text if text not in ("-0", "") else "0"
 
 
-def _stripe_line(line: ExportLine, currency: str, product: str, invoice_id: str) -> dict[str, Any]:
+def _stripe_line(
+    line: ExportLine, amount: int, currency: str, product: str, invoice_id: str
+) -> dict[str, Any]:
+    """One add_lines line; `amount` is the line's amount in Stripe's minor units."""
     metadata = {
         METADATA_INVOICE: invoice_id,
         METADATA_LINE: line.ref,
@@ -187,14 +216,16 @@ def _stripe_line(line: ExportLine, currency: str, product: str, invoice_id: str)
         start, end = _unix(line.period_start), _unix(line.period_end)
         # Orb's end date is exclusive, Stripe's period end inclusive.
         params["period"] = {"start": start, "end": max(start, end - 1)}
-    if line.amount_minor < 0:
+    if amount < 0:
         # Stripe prices cannot be negative: credits and discounts are amount lines; the mapped
         # product is kept in metadata so accounting can still tell them apart.
         metadata["billbridge_product"] = product
-        params["amount"] = line.amount_minor
+        params["amount"] = amount
         params["discountable"] = False
         return params
-    quantity, unit = _quantity_and_unit(line.quantity, line.amount_minor)
+    quantity, unit = _quantity_and_unit(
+        line.quantity, amount, stripe_currencies.unit_amount_step(currency)
+    )
     params["price_data"] = {
         "currency": currency,
         "product": product,
@@ -204,13 +235,27 @@ def _stripe_line(line: ExportLine, currency: str, product: str, invoice_id: str)
     return params
 
 
-def _quantity_and_unit(quantity: Decimal, amount_minor: int) -> tuple[Decimal, Decimal]:
+def _quantity_and_unit(
+    quantity: Decimal, amount_minor: int, unit_step: int = 1
+) -> tuple[Decimal, Decimal]:
     """A (quantity, unit amount) whose product Stripe rounds to exactly `amount_minor`.
 
     The billing quantity is kept when a 12-decimal unit amount reproduces the line amount under
     any rounding rule (error below half a minor unit); otherwise the line is 1 x its amount and
-    the real quantity stays in the description and metadata.
+    the real quantity stays in the description and metadata. Where Stripe wants unit amounts in
+    multiples of `unit_step` (ISK, UGX: whole units), the unit must be one and reproduce the
+    amount exactly.
     """
+    if unit_step > 1:
+        if quantity > 0 and amount_minor % unit_step == 0:
+            unit = Decimal(amount_minor) / quantity
+            if (
+                unit == unit.to_integral_value()
+                and int(unit) % unit_step == 0
+                and unit * quantity == amount_minor
+            ):
+                return quantity, unit
+        return Decimal(1), Decimal(amount_minor)
     if quantity > 0 and quantity == quantity.quantize(DECIMAL_PLACES):
         try:
             unit = (Decimal(amount_minor) / quantity).quantize(DECIMAL_PLACES, ROUND_HALF_UP)
@@ -249,6 +294,106 @@ def _consolidate(lines: list[ExportLine]) -> list[ExportLine]:
     return merged
 
 
+ROUNDING_LINE_REF = "billbridge-rounding"
+
+
+@dataclass(frozen=True)
+class _StripeAmounts:
+    """A billing invoice's amounts in Stripe's minor units (stripe_currencies), checked
+    against what Stripe can charge: exact, or rounded once by a line the connection allowed."""
+
+    currency: str
+    lines: tuple[int, ...]
+    balance: int  # the customer balance applied (negative: a credit)
+    rounding: int  # the rounding line (0: none)
+
+    @property
+    def total(self) -> int:
+        return sum(self.lines) + self.rounding
+
+    @classmethod
+    def of(
+        cls,
+        lines: list[ExportLine],
+        breakdown: InvoiceBreakdown,
+        currency: str,
+        *,
+        allow_rounding: bool,
+    ) -> _StripeAmounts:
+        def units(iso_minor: int, what: str) -> int:
+            amount = from_minor(iso_minor, currency)
+            if allow_rounding:
+                return stripe_currencies.round_to_stripe_minor(amount, currency)
+            try:
+                return stripe_currencies.to_stripe_minor(amount, currency)
+            except stripe_currencies.StripeAmountError as err:
+                raise _not_chargeable(breakdown.invoice_id, what, err) from err
+
+        converted = tuple(units(line.amount_minor, f"line {line.ref}") for line in lines)
+        balance = units(breakdown.balance_applied_minor, "the customer balance applied")
+        due = sum(converted) + balance
+        if not allow_rounding:
+            try:
+                stripe_currencies.check_chargeable(due, currency, "the amount due")
+            except stripe_currencies.StripeAmountError as err:
+                raise _not_chargeable(breakdown.invoice_id, "amount due", err) from err
+            return cls(currency, converted, balance, 0)
+        # The nearest chargeable amount due to the billing one (half away from zero).
+        target = stripe_currencies.round_to_stripe_minor(
+            from_minor(breakdown.amount_due_minor, currency),
+            currency,
+            stripe_currencies.charge_step(currency),
+        )
+        return cls(currency, converted, balance, target - due)
+
+    def _major(self, units: int) -> Decimal:
+        return stripe_currencies.from_stripe_minor(units, self.currency)
+
+    def total_rounding(self, breakdown: InvoiceBreakdown) -> Decimal:
+        return self._major(self.total) - from_minor(breakdown.total_minor, self.currency)
+
+    def amount_due_rounding(self, breakdown: InvoiceBreakdown) -> Decimal:
+        due = self.total + self.balance
+        return self._major(due) - from_minor(breakdown.amount_due_minor, self.currency)
+
+    def note(self, breakdown: InvoiceBreakdown) -> str:
+        difference = self.total_rounding(breakdown)
+        if not self.rounding and not difference and not self.amount_due_rounding(breakdown):
+            return ""
+        code = self.currency.upper()
+        return (
+            f"rounded for Stripe (stripe_rounding_line): a rounding line of "
+            f"{self._major(self.rounding)} {code}; Stripe's total is "
+            f"{self._major(self.total)} {code}, the billing total "
+            f"{from_minor(breakdown.total_minor, self.currency)} {code} "
+            f"({stripe_currencies.rule(self.currency)})"
+        )
+
+
+def _not_chargeable(
+    invoice_id: str, what: str, err: stripe_currencies.StripeAmountError
+) -> AmountNotChargeable:
+    return AmountNotChargeable(
+        f"invoice {invoice_id}: {what}: {err}. Nothing was sent to Stripe. Correct the invoice "
+        "in the billing system, or let billbridge add a rounding line (recorded on the export): "
+        "`billbridge connections set CONNECTION stripe_rounding_line=true`"
+    )
+
+
+def _rounding_line(amount: int, currency: str, invoice_id: str) -> dict[str, Any]:
+    """An amount line (no product: nothing is sold) bringing the total to a chargeable one."""
+    return {
+        "amount": amount,
+        "description": f"Rounding ({stripe_currencies.rule(currency)})"[:500],
+        "discountable": False,
+        "metadata": {
+            METADATA_INVOICE: invoice_id,
+            METADATA_LINE: ROUNDING_LINE_REF,
+            "billbridge_kind": "rounding",
+        },
+    }
+
+
 class StripeObjectMissing(ProviderRejected):
     """404 resource_missing: the object the URL names does not exist (or no longer does)."""
 
@@ -257,13 +402,52 @@ class StripeObjectMissing(ProviderRejected):
         return ProviderRejected.__name__
 
 
+class StripeFailedUnderKey(ProviderUnavailable):
+    """A 5xx Stripe answered with `Stripe-Should-Retry: false`: the failure is saved under the
+    request's Idempotency-Key and replayed for it for about 24 hours ("including 500 errors",
+    https://docs.stripe.com/idempotency), so retrying under that key is a no-op. The writes
+    catch it, prove by a lookup that nothing was written, and retry under the next key
+    (_key_generation). Anywhere else it is retried like any outage."""
+
+    @property
+    def type_name(self) -> str:  # the retry decision of ProviderUnavailable: retried
+        return ProviderUnavailable.__name__
+
+
+def _should_retry(err: stripe.StripeError) -> bool | None:
+    """Stripe's own advice, `Stripe-Should-Retry: true|false`, or None without one.
+
+    stripe-python obeys it before the status: "The API may ask us not to retry (eg; if doing so
+    would be a no-op) or advise us to retry (eg; in cases of lock timeouts); we defer to that"
+    (HTTPClient._should_retry, github.com/stripe/stripe-python/blob/master/stripe/
+    _http_client.py). The SDK runs here with max_network_retries=0: Temporal retries, and
+    translate_stripe_error carries the advice into the retry decision.
+    """
+    headers = err.headers or {}
+    value = headers.get("Stripe-Should-Retry") or headers.get("stripe-should-retry")
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
+
+
 def translate_stripe_error(err: stripe.StripeError, doing: str) -> ExportError:
-    """Decide, per Stripe error type, whether a retry can help."""
+    """Decide, per Stripe error type and Stripe's Stripe-Should-Retry advice, whether a retry
+    can help."""
     message = f"Stripe {doing}: {err.user_message or err}"
     if err.http_status == 404 and err.code == "resource_missing":
         # Stripe answers 404 only for the object in the URL (a missing id passed as a parameter
         # is a 400); callers that expect one to be gone catch this.
         return StripeObjectMissing(message)
+    advice = _should_retry(err)
+    status = err.http_status or 0
+    if advice is False and status >= 500:
+        return StripeFailedUnderKey(f"{message} (saved under its Idempotency-Key)")
+    if advice is False and not isinstance(err, stripe.AuthenticationError | stripe.PermissionError):
+        return ProviderRejected(f"{message} (Stripe-Should-Retry: false)")
+    if advice is True and not isinstance(err, stripe.RateLimitError):
+        return ProviderUnavailable(f"{message} (Stripe-Should-Retry: true)")
     if isinstance(err, stripe.RateLimitError):
         # A 429 with code lock_timeout is an object lock, not a rate limit; both pass with time.
         headers = err.headers or {}
@@ -277,7 +461,6 @@ def translate_stripe_error(err: stripe.StripeError, doing: str) -> ExportError:
         if err.http_status == 409:  # the same key still in flight from a dead attempt
             return ProviderUnavailable(message)
         return ProviderRejected(message)
-    status = err.http_status or 0
     if status >= 500 or status in (0, 409):
         return ProviderUnavailable(message)
     return ProviderRejected(message)
@@ -513,28 +696,40 @@ class StripeInvoiceProvider:
             create["metadata"]["billbridge_due_date"] = invoice.due_date.isoformat()
         if invoice.memo:
             create["description"] = invoice.memo[:5000]
+        amounts = _StripeAmounts.of(
+            lines, breakdown, currency, allow_rounding=self.options.stripe_rounding_line
+        )
         balance = None
-        if breakdown.balance_applied_minor:
+        if amounts.balance:
             balance = {
-                "amount": breakdown.balance_applied_minor,
+                "amount": amounts.balance,
                 "currency": currency,
                 "description": f"Balance applied to invoice {invoice.invoice_number or invoice.id}",
                 "metadata": {METADATA_INVOICE: invoice.id},
             }
+        stripe_lines = [
+            _stripe_line(line, amount, currency, items[line.mapping_key], invoice.id)
+            for line, amount in zip(lines, amounts.lines, strict=True)
+        ]
+        line_amounts = list(amounts.lines)
+        if amounts.rounding:
+            stripe_lines.append(_rounding_line(amounts.rounding, currency, invoice.id))
+            line_amounts.append(amounts.rounding)
         return StripePlan(
             provider=self.name,
             invoice_id=invoice.id,
             currency=currency,
-            total_minor=breakdown.total_minor,
-            amount_due_minor=breakdown.total_minor + breakdown.balance_applied_minor,
-            line_amounts_minor=[line.amount_minor for line in lines],
+            total_minor=amounts.total,
+            amount_due_minor=amounts.total + amounts.balance,
+            line_amounts_minor=line_amounts,
             create_params=create,
-            lines=[
-                _stripe_line(line, currency, items[line.mapping_key], invoice.id) for line in lines
-            ],
+            lines=stripe_lines,
             balance_params=balance,
             consolidated_from=consolidated_from,
             not_before=_not_before(invoice),
+            total_rounding=amounts.total_rounding(breakdown),
+            amount_due_rounding=amounts.amount_due_rounding(breakdown),
+            rounding_note=amounts.note(breakdown),
         )
 
     # -- push (I/O, idempotent) ------------------------------------------------------------------
@@ -598,8 +793,9 @@ class StripeInvoiceProvider:
         carried = _carried_to_balance(draft, plan)
         if carried:
             note = (
-                f"Stripe carried {from_minor(carried, plan.currency)} {plan.currency.upper()} to "
-                "the customer's balance (below its minimum charge); it is due on the next invoice"
+                f"Stripe carried {_billing_text(carried, plan.currency)} "
+                f"{plan.currency.upper()} to the customer's balance (below its minimum charge); "
+                "it is due on the next invoice"
             )
         if draft.total != plan.total_minor or draft.amount_due + carried != plan.amount_due_minor:
             raise TotalMismatch(
@@ -609,11 +805,13 @@ class StripeInvoiceProvider:
         return self._result(draft, plan, note=note)
 
     def _result(self, invoice: Any, plan: StripePlan, *, note: str) -> PushResult:
+        if plan.rounding_note:
+            note = f"{note}; {plan.rounding_note}" if note else plan.rounding_note
         return PushResult(
             external_id=invoice.id,
             external_url=invoice.hosted_invoice_url or "",
-            provider_total=str(from_minor(invoice.total, plan.currency)),
-            provider_amount_due=str(from_minor(invoice.amount_due, plan.currency)),
+            provider_total=_billing_text(invoice.total, plan.currency),
+            provider_amount_due=_billing_text(invoice.amount_due, plan.currency),
             provider_line_count=len(plan.lines),
             request_count=self.request_count,
             consolidated=bool(plan.consolidated_from),
@@ -660,7 +858,7 @@ class StripeInvoiceProvider:
                 "one: find it in Stripe, then `billbridge attention retry`"
             )
         for _ in range(MAX_DRAFT_GENERATIONS):
-            created = self._create_draft(plan, replacing=vanished)
+            created = self._create_draft(plan, context, replacing=vanished)
             if not _replayed(created):
                 return created, True
             # Stripe answered from its idempotency cache: the draft as it was created, which
@@ -674,7 +872,9 @@ class StripeInvoiceProvider:
             "in a row as they were created; trying again later"
         )
 
-    def _create_draft(self, plan: StripePlan, *, replacing: str | None) -> Any:
+    def _create_draft(
+        self, plan: StripePlan, context: PushContext, *, replacing: str | None
+    ) -> Any:
         params, step = plan.create_params, "create"
         if replacing is not None:
             # A replacement needs keys of its own: under the first ones Stripe would answer
@@ -683,11 +883,50 @@ class StripeInvoiceProvider:
             # per generation; the metadata gives the new draft's own steps the same suffix.
             metadata = {**params["metadata"], METADATA_REPLACES: replacing}
             params, step = {**params, "metadata": metadata}, f"create-replacing-{replacing}"
-        return self._call(
+        return self._write(
             "creating the draft invoice",
             self.client.v1.invoices.create,
+            key=idempotency_key(plan.invoice_id, step),
+            # A draft of this export at Stripe: the next attempt finds it and continues.
+            written=lambda: self._look_up(plan, context) is not None,
             params=params,
-            options={"idempotency_key": idempotency_key(plan.invoice_id, step)},
+        )
+
+    def _write(
+        self,
+        doing: str,
+        method: Any,
+        *args: Any,
+        key: str,
+        written: Callable[[], bool],
+        **kwargs: Any,
+    ) -> Any:
+        """One write under `key`, or under the next keys after 500s Stripe keeps.
+
+        A StripeFailedUnderKey is replayed for its key for about a day, so retrying under that
+        key would stall the export. `written` is a lookup (a read, never a write) that proves
+        whether the failed request wrote anything after all: if it did not, the write goes
+        again under the next key (_key_generation); if it did, the attempt ends and the next
+        one continues from what Stripe holds. Every attempt walks the keys from the first.
+        """
+        for generation in range(MAX_KEY_GENERATIONS):
+            try:
+                return self._call(
+                    doing,
+                    method,
+                    *args,
+                    options={"idempotency_key": _key_generation(key, generation)},
+                    **kwargs,
+                )
+            except StripeFailedUnderKey as err:
+                if written():
+                    raise ProviderUnavailable(
+                        f"{err}; it was written all the same: the next attempt continues from "
+                        "what Stripe holds"
+                    ) from err
+        raise ProviderUnavailable(
+            f"Stripe {doing}: {MAX_KEY_GENERATIONS} keys in a row answered with a 500 Stripe "
+            "keeps for them; trying again later"
         )
 
     def _look_up(self, plan: StripePlan, context: PushContext) -> Any:
@@ -749,15 +988,25 @@ class StripeInvoiceProvider:
                 if len(missing) == len(batch)
                 else (f"lines-{number}-rest-{len(missing)}")
             )
-            updated = self._call(
-                "adding lines",
-                self.client.v1.invoices.add_lines,
-                draft.id,
-                params={"lines": missing},
-                options={"idempotency_key": _draft_key(plan, draft, step)},
-            )
+            updated = self._add_lines(plan, draft, missing, _draft_key(plan, draft, step))
         # A replayed add_lines answers with the invoice as it was then, not now.
         return updated if updated is not None and not _replayed(updated) else None
+
+    def _add_lines(
+        self, plan: StripePlan, draft: Any, lines: list[dict[str, Any]], key: str
+    ) -> Any:
+        """One add_lines call; after a 500 Stripe keeps for the key, the next key once the
+        draft's lines prove that none of these was added (the next attempt adds only the
+        missing ones otherwise)."""
+        refs = {line["metadata"][METADATA_LINE] for line in lines}
+        return self._write(
+            "adding lines",
+            self.client.v1.invoices.add_lines,
+            draft.id,
+            key=key,
+            written=lambda: bool(refs & self._present_line_refs(draft.id)),
+            params={"lines": lines},
+        )
 
     def _present_line_refs(self, draft_id: str) -> set[str]:
         lines = self._list_all(
@@ -814,6 +1063,23 @@ class StripeInvoiceProvider:
             raise translate_stripe_error(err, doing) from err
         heartbeat(f"{doing}: answered")
         return result
+
+
+def _billing_text(units: int, currency: str) -> str:
+    """An amount Stripe reports (its minor units) as the billing system writes it."""
+    amount = stripe_currencies.from_stripe_minor(units, currency)
+    try:
+        return format_amount(amount, currency)
+    except InexactAmountError:  # finer than ISO 4217's minor unit: shown as it is
+        return str(amount)
+
+
+def _key_generation(key: str, generation: int) -> str:
+    """The key of a write's `generation`-th try after Stripe kept a 500 under each earlier one
+    (StripeFailedUnderKey). Every attempt walks them from the first: each replayed 500 is
+    Stripe's own record that a generation failed, so the keys follow from what Stripe stores
+    and are the same on every retry; the first is the step's plain key."""
+    return key if generation == 0 else f"{key}-after-500-{generation}"
 
 
 def _draft_key(plan: StripePlan, draft: Any, step: str) -> str:

@@ -11,7 +11,7 @@ with StripeEmulator(rate_limit_per_second=None) as emu:
 
 from .emulator import StripeEmulator
 from .errors import StripeError
-from .faults import Fault, FaultKind
+from .faults import Fault, FaultKind, StripeFault
 from .requestlog import LoggedRequest
 
-__all__ = ["Fault", "FaultKind", "LoggedRequest", "StripeEmulator", "StripeError"]
+__all__ = ["Fault", "FaultKind", "LoggedRequest", "StripeEmulator", "StripeError", "StripeFault"]

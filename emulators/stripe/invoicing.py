@@ -300,6 +300,7 @@ class InvoicingMixin(ItemsMixin, ViewsMixin):
             ending = amount_due
             amount_due = 0
             txn_type = "invoice_too_small"
+        money.check_chargeable(amount_due, inv["currency"])  # before anything changes
         if ending != starting:
             self._balance_txn(
                 cus, ending - starting, inv["currency"], txn_type, inv["id"], None, {}

@@ -9,7 +9,8 @@ Pipeline for every /v1 request, in order:
 5. idempotency (POST only, as Stripe documents: keys on GET/DELETE have no effect),
 6. parameter validation (failures are not saved, so the key can be retried),
 7. an injected ``delay`` (while the key is marked in flight), then execution under the state
-   lock; the response (including 4xx from business rules and 500s) is saved for the key,
+   lock (or, for a ``saved`` fault, a 5xx in its place: a failure once execution began); the
+   response (including 4xx from business rules and 500s) is saved for the key,
 8. an injected ``drop_after`` discards the response and closes the connection.
 """
 
@@ -25,9 +26,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from ..faults import Fault, FaultSet, Firing
+from ..faults import Fault, FaultSet
 from ..serving import Reply, TrackingHTTPServer, injected_reply
 from . import api, errors
+from .faults import SHOULD_RETRY_HEADER, StripeFault, StripeFiring
 from .forms import FormError, decode
 from .idempotency import (
     MAX_KEY_LENGTH,
@@ -142,7 +144,7 @@ class ApiCore:
             request_id=request_id,
             arrived=self.log.tick(),
         )
-        firing = Firing(*self.faults.take(method, path), sleep=self._sleep)
+        firing = StripeFiring(*self.faults.take(method, path), sleep=self._sleep)
 
         def finish(reply: Reply) -> Reply:
             firing.apply_delay()
@@ -161,7 +163,10 @@ class ApiCore:
 
         fault = firing.instead()
         if fault is not None:
-            return finish(injected_reply(fault, injected_error))
+            injected = injected_reply(fault, injected_error)
+            if isinstance(fault, StripeFault):
+                injected.headers.update(fault.retry_header())
+            return finish(injected)
 
         try:
             api_key = self._authenticate(headers)
@@ -237,7 +242,12 @@ class ApiCore:
 
         firing.apply_delay()
         call = api.Call(ids, coerced, self.max_lines_per_add_lines)
+        saved_failure = firing.saved_failure()
         try:
+            if saved_failure is not None:  # failed once execution began, nothing written
+                failure = errors.for_status(saved_failure.status, saved_failure.message)
+                failure.headers.update(saved_failure.retry_header())
+                raise failure
             with self.store.lock:
                 result = route.handler(self.store, call)
                 reply = Reply(200, {"Content-Type": "application/json"}, _json(result))
@@ -246,6 +256,9 @@ class ApiCore:
         except Exception:  # an emulator bug: answer like Stripe's 500, keep a trace on stderr
             traceback.print_exc(file=sys.stderr)
             reply = self._error_reply(errors.api_error(), request_id)
+            # Saved and replayed for its key like any 500 once execution began, so a retry
+            # under that key is a no-op (stripe-python's reading of the header, see faults.py).
+            reply.headers[SHOULD_RETRY_HEADER] = "false"
         if idempotent:
             assert idem_key is not None
             self.idempotency.complete(
@@ -309,7 +322,7 @@ def _admin(admin: Admin, method: str, path: str, body: bytes) -> tuple[int, Any]
             data = json.loads(body or b"{}")
             if not isinstance(data, dict):
                 raise ValueError("fault body must be a JSON object")
-            fault = Fault.from_dict(data)
+            fault = StripeFault.from_dict(data)
             admin.add_fault(fault)
             return 200, fault.to_dict()
         if route == "/_emulator/faults" and method == "DELETE":
