@@ -316,7 +316,15 @@ class ExportActivities:
         breakdown = self.breakdown(invoice, lines)
         mappings = self.mapped_items(connection_id, invoice, lines, breakdown)
         resolved = provider.resolve_items(set(mappings.values()))
-        return breakdown, {key: resolved[item] for key, item in mappings.items()}
+        items = {key: resolved[item] for key, item in mappings.items()}
+        # Providers that map more than items (QuickBooks: tax codes, `tax:<rate>`) read and
+        # check those mappings here, before anything is written.
+        resolve_more = getattr(provider, "resolve_more_mappings", None)
+        if resolve_more is not None:
+            items.update(
+                resolve_more(breakdown, lambda keys: self.store.get_mappings(connection_id, keys))
+            )
+        return breakdown, items
 
     def mapped_items(
         self,
@@ -342,6 +350,7 @@ class ExportActivities:
         config: ConnectionConfig,
         *,
         write: bool,
+        currency: str | None = None,
     ) -> tuple[str, str]:
         """The provider customer an export links to, and where it came from.
 
@@ -371,7 +380,10 @@ class ExportActivities:
                 "create_missing_customers: found by e-mail or created when the export runs",
             )
         # Looked up by e-mail, else created (idempotently, keyed by the billing id).
-        provider_customer_id = provider.find_or_create_customer(customer)
+        # A customer created for the export gets the invoice's currency (QuickBooks fixes a
+        # customer's currency at creation).
+        creating = customer.model_copy(update={"currency": currency}) if currency else customer
+        provider_customer_id = provider.find_or_create_customer(creating)
         self.store.link_customer(decision.connection_id, customer.id, provider_customer_id)
         return provider_customer_id, "found by e-mail or created"
 
@@ -389,7 +401,9 @@ class ExportActivities:
         try:
             provider, config = self.provider_and_config(decision.provider, decision.connection_id)
             breakdown, items = self.resolved_items(provider, decision.connection_id, invoice, lines)
-            customer_id, source = self.provider_customer(decision, provider, config, write=write)
+            customer_id, source = self.provider_customer(
+                decision, provider, config, write=write, currency=invoice.currency
+            )
             plan = provider.plan(invoice, breakdown, items, customer_id, now)
             check_plan(plan, breakdown)
         except ExportError as err:
@@ -614,7 +628,9 @@ class ExportActivities:
             provider=request.provider,
             connection_id=request.connection_id,
         )
-        provider_customer_id, _ = self.provider_customer(decision, provider, config, write=True)
+        provider_customer_id, _ = self.provider_customer(
+            decision, provider, config, write=True, currency=invoice.currency
+        )
         return CustomerLinkResult(provider_customer_id=provider_customer_id)
 
     @activity.defn(name=names.PUSH_INVOICE)
