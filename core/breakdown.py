@@ -27,6 +27,10 @@ from decimal import Decimal
 from billbridge.core.models import Invoice, LineItem, TaxAmount
 from billbridge.core.money import from_minor, to_minor
 
+# Mapping keys of tax codes (providers with tax codes, QuickBooks): tax:<rate description>,
+# tax:<rate percentage>, tax:none (lines without tax), tax:* (the default).
+TAX_KEY_PREFIX = "tax:"
+
 
 def adjustment_key(kind: str) -> str:
     """The item-mapping key of an adjustment kind (discount, minimum, credits, tax, ...)."""

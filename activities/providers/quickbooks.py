@@ -31,7 +31,8 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -450,16 +451,26 @@ class QuickBooksInvoiceProvider:
         that needs a tax code has a mapped, active one (`tax:<rate>`, `tax:none`, `tax:*`).
         Returns the tax mappings found (mapping key -> TaxCode Id), for plan."""
         company = self.company()
-        company.check_currency(breakdown.invoice_id, breakdown.currency)
+        with self._reading_again_when_refused():
+            company.check_currency(breakdown.invoice_id, breakdown.currency)
         wanted = wanted_keys(company.tax_model, breakdown)
         if not wanted:
             return {}
         mapped = read_mappings({key for keys in wanted for key in keys})
         check_mapped(breakdown.invoice_id, wanted, mapped)
-        self._resolve_tax_codes(set(mapped.values()))
+        self.resolve_tax_codes(set(mapped.values()))
         return mapped
 
-    def _resolve_tax_codes(self, code_ids: set[str]) -> None:
+    @contextmanager
+    def _reading_again_when_refused(self) -> Iterator[None]:
+        """A setting the invoice needs changed in QuickBooks: read the company again next time."""
+        try:
+            yield
+        except ProviderSetupNeeded:
+            self.forget_company()
+            raise
+
+    def resolve_tax_codes(self, code_ids: Collection[str]) -> None:
         """Read the mapped tax codes and their sales rates; ProviderItemMissing names unknown or
         inactive ones (TaxCode, TaxRate entities: developer.intuit.com, Accounting API)."""
         now = time.monotonic()
@@ -626,7 +637,8 @@ class QuickBooksInvoiceProvider:
                 f"{minor_unit_exponent(currency)}"
             )
         company = self.company()  # read by resolve_more_mappings, which runs first
-        company.check_currency(invoice.id, currency)
+        with self._reading_again_when_refused():
+            company.check_currency(invoice.id, currency)
         customer_currency = self._customer_currencies.get(provider_customer_id)
         if customer_currency is not None and customer_currency != currency:
             # A QuickBooks customer has one currency (blogs.intuit.com/2015/06/18/
@@ -636,7 +648,8 @@ class QuickBooksInvoiceProvider:
                 f"{invoice.id} in {currency}; a QuickBooks customer has one currency: set the "
                 f"customer's payment_provider_id to a QuickBooks customer in {currency}"
             )
-        tax = plan_tax(company, breakdown, dict(items), self._checked_tax_codes())
+        with self._reading_again_when_refused():
+            tax = plan_tax(company, breakdown, dict(items), self._checked_tax_codes())
         body: dict[str, Any] = {
             "CustomerRef": {"value": provider_customer_id},
             "CurrencyRef": {"value": currency},

@@ -37,11 +37,10 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
+from billbridge.core.breakdown import TAX_KEY_PREFIX, ExportLine, InvoiceBreakdown
 from billbridge.core.errors import ProviderSetupNeeded, UnmappedItems
 from billbridge.core.money import from_minor
 
-TAX_KEY_PREFIX = "tax:"
 DEFAULT_TAX_KEY = "tax:*"
 NO_TAX_KEY = "tax:none"
 # Where a person turns multicurrency and sales tax on (QuickBooks Online's settings).
