@@ -314,7 +314,9 @@ class ExportActivities:
     ) -> tuple[InvoiceBreakdown, dict[str, str]]:
         """The invoice's breakdown, and mapping key -> the provider item each line carries."""
         breakdown = self.breakdown(invoice, lines)
-        mappings = self.mapped_items(connection_id, invoice, lines, breakdown)
+        # Line kinds a provider puts on its own fields, not on mapped items (QuickBooks: tax).
+        unmapped_kinds: frozenset[str] = getattr(provider, "unmapped_kinds", frozenset())
+        mappings = self.mapped_items(connection_id, invoice, lines, breakdown, unmapped_kinds)
         resolved = provider.resolve_items(set(mappings.values()))
         items = {key: resolved[item] for key, item in mappings.items()}
         # Providers that map more than items (QuickBooks: tax codes, `tax:<rate>`) read and
@@ -332,10 +334,12 @@ class ExportActivities:
         invoice: Invoice,
         lines: list[LineItem],
         breakdown: InvoiceBreakdown,
+        unmapped_kinds: frozenset[str] = frozenset(),
     ) -> dict[str, str]:
-        """Mapping key -> provider item for every line; the connection's default item (`*`)
-        stands in for unmapped keys. UnmappedItems lists every key left without one."""
-        keys = breakdown.mapping_keys()
+        """Mapping key -> provider item for every line (but those of `unmapped_kinds`); the
+        connection's default item (`*`) stands in for unmapped keys. UnmappedItems lists every
+        key left without one."""
+        keys = {line.mapping_key for line in breakdown.lines if line.kind not in unmapped_kinds}
         found = self.store.get_mappings(connection_id, keys | {DEFAULT_ITEM})
         default = found.pop(DEFAULT_ITEM, None)
         missing = sorted(keys - set(found))

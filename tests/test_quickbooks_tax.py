@@ -80,7 +80,6 @@ def customer_id(qbo: QuickBooksEmulator, store: Store, settings: Settings) -> st
     )
     store_grant(store, settings, CONNECTION, grant)
     items = {line.item_id: qbo.create_item(line.item_name) for line in LINES}
-    items["adjustment:tax"] = qbo.create_item("Tax")
     store.set_mappings(CONNECTION, items)
     customer = qbo.create_customer("Acme Corp", "billing@acme.test")
     link(store, "cust_qb", customer)

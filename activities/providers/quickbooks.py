@@ -287,6 +287,8 @@ _companies_lock = threading.Lock()
 
 class QuickBooksInvoiceProvider:
     name = "quickbooks"
+    # Tax goes on QuickBooks' tax fields (TxnTaxDetail, TaxCodeRef), so it needs no mapped item.
+    unmapped_kinds = frozenset({"tax"})
 
     def __init__(self, base_url: str, tokens: TokenKeeper):
         self.base_url = base_url.rstrip("/")
