@@ -27,6 +27,7 @@ from billbridge.activities.providers.quickbooks import (
 )
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
+from billbridge.core.errors import ProviderSetupNeeded
 from billbridge.core.messages import ExportStatus
 from billbridge.emulators.quickbooks import QuickBooksEmulator
 from billbridge.emulators.quickbooks.company import CompanySettings
@@ -335,10 +336,12 @@ def test_corrected_request_gets_a_new_requestid(
     broken = planned()
     assert broken.request_id == planned().request_id  # the same request, the same id
     qbo.deactivate_tax_code(first)  # someone retires the code between check and write
-    with pytest.raises(QuickBooksFault):
+    with pytest.raises(ProviderSetupNeeded, match="TaxCode"):
         push(broken)
-    with pytest.raises(QuickBooksFault):
+    with pytest.raises(ProviderSetupNeeded, match="TaxCode"):
         push(broken)  # the same requestid: QuickBooks replays its fault
+    replayed = [r for r in posts(qbo) if r.query.get("requestid") == broken.request_id]
+    assert len(replayed) == 2
 
     second = qbo.create_tax_code("20.0% S (new)", [("20.0% S", "20")])
     store.set_mappings(CONNECTION, {"tax:*": second})
@@ -350,3 +353,31 @@ def test_corrected_request_gets_a_new_requestid(
     assert Decimal(str(created["TxnTaxDetail"]["TotalTax"])) == billing_tax(
         payload("inv_fixed", "GBP", tax="20", customer="cust_gb")
     )
+
+
+async def test_tax_fault_reads_the_company_again_and_the_fixed_invoice_gets_through(
+    client: Client, store: Store, worker: Settings, qbo: QuickBooksEmulator, customer_id: str
+) -> None:
+    """Settings cached from an earlier export are stale: QuickBooks' fault 6000 makes the export
+    wait, the retry reads the company again, and the corrected request is not answered with the
+    fault QuickBooks saved for the first requestid."""
+    _, first = await export(client, store, worker, payload("inv_cached"))
+    assert first.status == ExportStatus.EXPORTED, first.reason
+    qbo.configure_company(country="GB", home_currency="USD")  # now a VAT company
+    store.set_mappings(CONNECTION, {"tax:*": qbo.create_tax_code("20.0% S", [("VAT", "20")])})
+    body = payload("inv_stale", tax="20")
+    handle, waiting = await export(client, store, worker, body)
+    assert waiting.status == ExportStatus.NEEDS_ATTENTION
+    assert "TaxCode id TAX" in waiting.reason and "ProviderSetupNeeded" in waiting.reason
+
+    await retry_export(client, body["id"])
+    result = await export_result(handle, body["id"], through_attention=True)
+    assert result.status == ExportStatus.EXPORTED, result.reason
+    [invoice] = ours(qbo, body["id"])
+    assert_matches_billing(invoice, body)
+    creates = [
+        r.query.get("requestid")
+        for r in posts(qbo)
+        if r.path.endswith("/invoice") and "inv_stale" in str(r.body)
+    ]
+    assert len(creates) == 2 and len(set(creates)) == 2

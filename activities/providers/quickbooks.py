@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -183,6 +184,18 @@ def _fault(body: Any) -> tuple[str, str, str]:
         str(first.get("code") or ""),
         f"{message}: {detail}" if detail else message,
     )
+
+
+# Words of the faults (6000, 2500) that a company's tax or currency settings cause, e.g.
+# "Make sure all your transactions have a GST/HST rate before you save"
+# (github.com/ruckus/quickbooks-ruby/issues/351). UNCONFIRMED: Intuit lists no codes for these;
+# matching the message is the only way to tell them from other 6000 faults.
+SETTINGS_FAULT_WORDS = re.compile(r"\b(tax|vat|gst|currency|multicurrency)", re.IGNORECASE)
+
+
+def _about_settings(err: QuickBooksFault) -> bool:
+    # 6000: business rule; 2500: invalid reference (a tax code the company does not have).
+    return err.code in ("6000", "2500") and SETTINGS_FAULT_WORDS.search(str(err)) is not None
 
 
 class QuickBooksFault(ProviderRejected):
@@ -722,6 +735,12 @@ class QuickBooksInvoiceProvider:
                     # A refused invoice may come from settings changed in QuickBooks (tax,
                     # multicurrency): the next attempt reads them again.
                     self.forget_company()
+                    if _about_settings(err):
+                        raise ProviderSetupNeeded(
+                            f"{err} (code {err.code}); check the QuickBooks company's tax and "
+                            "currency settings and the `tax:` mappings, then `billbridge "
+                            "attention retry` (the settings are read again)"
+                        ) from err
                     raise
                 invoice = self._find_invoice(plan, context, by_number_only=True)
                 if invoice is None:
