@@ -381,3 +381,47 @@ async def test_tax_fault_reads_the_company_again_and_the_fixed_invoice_gets_thro
         if r.path.endswith("/invoice") and "inv_stale" in str(r.body)
     ]
     assert len(creates) == 2 and len(set(creates)) == 2
+
+
+async def test_code_with_two_rates_gets_each_billing_amount(
+    client: Client, store: Store, worker: Settings, qbo: QuickBooksEmulator, customer_id: str
+) -> None:
+    qbo.configure_company(country="CA")
+    combined = qbo.create_tax_code("GST/QST QC", [("GST", "5"), ("QST", "9.975")])
+    store.set_mappings(CONNECTION, {"tax:*": combined})
+    link(store, "cust_ca", qbo.create_customer("Maple Inc", currency="CAD"))
+    body = payload("inv_gst_qst", "CAD", tax="14.975", customer="cust_ca")
+    for line in body["line_items"]:  # billing states GST and QST apart
+        [tax] = line["tax_amounts"]
+        gst = (Decimal(line["amount"]) * Decimal("0.05")).quantize(Decimal("0.01"))
+        qst = Decimal(tax["amount"]) - gst
+        line["tax_amounts"] = [
+            {**tax, "amount": str(gst), "tax_rate_description": "GST", "tax_rate_percentage": "5"},
+            {
+                **tax,
+                "amount": str(qst),
+                "tax_rate_description": "QST",
+                "tax_rate_percentage": "9.975",
+            },
+        ]
+    _, result = await export(client, store, worker, body)
+    assert result.status == ExportStatus.EXPORTED, result.reason
+    [invoice] = ours(qbo, body["id"])
+    assert_matches_billing(invoice, body)
+    by_rate = {
+        t["TaxLineDetail"]["TaxRateRef"]["name"]: Decimal(str(t["Amount"]))
+        for t in invoice["TxnTaxDetail"]["TaxLine"]
+    }
+    stated = {
+        name: sum(
+            (
+                Decimal(t["amount"])
+                for line in body["line_items"]
+                for t in line["tax_amounts"]
+                if t["tax_rate_description"] == name
+            ),
+            Decimal(0),
+        )
+        for name in ("GST", "QST")
+    }
+    assert by_rate == stated

@@ -20,9 +20,10 @@ QuickBooks has three tax models, told apart by CompanyInfo.Country and Preferenc
   UNCONFIRMED: that QuickBooks keeps an overridden ``TaxLine`` amount whatever it differs by
   from its own computation (clients send them so: github.com/ruckus/quickbooks-ruby/issues/547).
 
-Codes with several rates (a Canadian GST+QST code) cannot take one billing amount per rate, so
-QuickBooks computes those; the push compares QuickBooks' ``TotalTax`` and ``TotalAmt`` with the
-billing invoice and removes an invoice that differs.
+A code with several rates (a Canadian GST + QST code) gets one amount per rate when each billing
+tax amount names the percentage of exactly one of its rates; otherwise QuickBooks computes it.
+The push compares QuickBooks' ``TotalTax`` and ``TotalAmt`` with the billing invoice and removes
+an invoice that differs.
 
 Tax codes come from the connection's mappings: ``tax:<tax_rate_description>``, then
 ``tax:<tax_rate_percentage>``, then ``tax:*``; a line without billing tax uses ``tax:none``, then
@@ -183,12 +184,45 @@ class TaxPlan:
     tax_minor: int
 
 
+@dataclass(frozen=True)
+class TaxEntry:
+    """One billing tax amount under a tax code, with the percentage billing named."""
+
+    percent: Decimal | None
+    amount_minor: int
+
+
+def _percent(percentage: str | None) -> Decimal | None:
+    try:
+        return Decimal(percentage).normalize() if percentage else None
+    except ArithmeticError:
+        return None
+
+
+def _rate_amounts(code: TaxCode, entries: list[TaxEntry]) -> dict[str, int] | None:
+    """The billing tax per rate of a code: all of it for a one-rate code; for a code with
+    several rates (GST + QST), each amount goes to the one rate of its percentage, and every
+    rate must get one. None: billing does not say, QuickBooks computes the code itself."""
+    if len(code.rates) == 1:
+        return {code.rates[0].id: sum(entry.amount_minor for entry in entries)}
+    by_percent: dict[Decimal, list[TaxRate]] = defaultdict(list)
+    for rate in code.rates:
+        by_percent[rate.percent.normalize()].append(rate)
+    amounts: dict[str, int] = {}
+    for entry in entries:
+        matches = by_percent.get(entry.percent) if entry.percent is not None else None
+        if not matches or len(matches) != 1:
+            return None
+        amounts[matches[0].id] = amounts.get(matches[0].id, 0) + entry.amount_minor
+    return amounts if len(amounts) == len(code.rates) else None
+
+
 def _codes_per_line(
     breakdown: InvoiceBreakdown, mapped: dict[str, str]
-) -> tuple[dict[str, str], dict[str, int]]:
+) -> tuple[dict[str, str], dict[str, list[TaxEntry]]]:
     """(line ref -> tax code, tax code -> billing tax) for the non-tax lines."""
     tax_codes: dict[str, set[str]] = defaultdict(set)
-    tax_per_code: dict[str, int] = defaultdict(int)
+    tax_per_code: dict[str, list[TaxEntry]] = defaultdict(list)
     for line in breakdown.lines:
         if line.kind == "tax":
             code = chosen(candidate_keys(line), mapped)
@@ -196,7 +230,9 @@ def _codes_per_line(
                 check_mapped(breakdown.invoice_id, [candidate_keys(line)], mapped)
             assert code is not None
             tax_codes[line.billing_line_id].add(code)
-            tax_per_code[code] += line.amount_minor
+            tax_per_code[code].append(
+                TaxEntry(_percent(line.tax_rate_percentage), line.amount_minor)
+            )
     per_line: dict[str, str] = {}
     for line in breakdown.lines:
         if line.kind == "tax":
@@ -222,20 +258,21 @@ def _codes_per_line(
 def _tax_lines(
     currency: str,
     net_per_code: dict[str, int],
-    tax_per_code: dict[str, int],
+    tax_per_code: dict[str, list[TaxEntry]],
     codes: dict[str, TaxCode],
 ) -> list[dict[str, Any]]:
-    """One TaxLine per rate that only one-rate codes use: the billing tax, stated."""
+    """One TaxLine per rate whose billing amount is known: the billing tax, stated."""
     per_rate: dict[str, tuple[TaxRate, int, int]] = {}
     computed: set[str] = set()
     for code_id, net in net_per_code.items():
         code = codes[code_id]
+        amounts = _rate_amounts(code, tax_per_code.get(code_id, []))
         for rate in code.rates:
-            if len(code.rates) != 1:
-                computed.add(rate.id)  # QuickBooks splits a several-rate code itself
+            if amounts is None:
+                computed.add(rate.id)  # QuickBooks computes this code's rates itself
                 continue
             _, seen_net, seen_tax = per_rate.get(rate.id, (rate, 0, 0))
-            per_rate[rate.id] = (rate, seen_net + net, seen_tax + tax_per_code.get(code_id, 0))
+            per_rate[rate.id] = (rate, seen_net + net, seen_tax + amounts.get(rate.id, 0))
     lines = []
     for rate_id, (rate, net, amount) in sorted(per_rate.items()):
         if rate_id in computed:
