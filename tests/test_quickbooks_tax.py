@@ -170,6 +170,9 @@ async def test_us_company_without_automated_tax_gets_the_mapped_tax_code(
     assert "tax:Tax 8.25%" in waiting.reason and "tax:*" in waiting.reason
     assert not posts(qbo)
 
+    # `mappings set` checks a tax: key against QuickBooks' tax codes, not its items.
+    refused = billbridge(worker, "mappings", "set", CONNECTION, "tax:8.25", "999")
+    assert refused.returncode == 1 and "tax codes do not exist" in refused.stderr
     mapped = billbridge(worker, "mappings", "set", CONNECTION, "tax:8.25", code)
     assert mapped.returncode == 0, mapped.stderr
     result = await export_result(handle, body["id"], through_attention=True)
@@ -296,6 +299,8 @@ async def test_quantities_with_more_than_seven_decimals_keep_the_exact_amount(
         SampleLine(
             "item_api_calls", "API calls", Decimal("1234.56789012"), Decimal("0.00123456789")
         ),
+        # QuickBooks keeps Qty 1.0000000: sent as is, 1.0000000 x 1000000 would not give 1000000.04.
+        SampleLine("item_seats", "Seats", Decimal("1.00000004"), Decimal("1000000")),
     ]
     body = build_invoice("inv_decimals", "cust_qb", "USD", lines)
     _, result = await export(client, store, worker, body)
@@ -308,6 +313,27 @@ async def test_quantities_with_more_than_seven_decimals_keep_the_exact_amount(
         for value in (detail["Qty"], detail["UnitPrice"]):
             assert -Decimal(str(value)).as_tuple().exponent <= 7  # type: ignore[operator]
     assert Decimal(str(invoice["TotalAmt"])) == Decimal(body["total"])
+    assert "(quantity 1.00000004)" in sales_lines(invoice)[2]["Description"]
+
+
+def test_quickbooks_keeps_seven_decimals_of_qty(
+    store: Store, settings: Settings, qbo: QuickBooksEmulator, customer_id: str
+) -> None:
+    client = provider(store, settings)
+    detail = {"ItemRef": {"value": qbo.items()[0]["Id"]}, "Qty": 1.00000004, "UnitPrice": 1000000}
+    line = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": 1000000.04,
+        "SalesItemLineDetail": detail,
+    }
+    with pytest.raises(QuickBooksFault) as refused:
+        client._call(
+            "creating the invoice",
+            "POST",
+            "invoice",
+            json_body={"CustomerRef": {"value": customer_id}, "Line": [line]},
+        )
+    assert refused.value.code == "6070"
 
 
 def test_corrected_request_gets_a_new_requestid(
