@@ -21,8 +21,9 @@ whose text is the exact Decimal (no binary-float rounding), and QuickBooks' Tota
 TxnTaxDetail.TotalTax are compared with the billing total and tax to the cent before the export
 counts as done; an invoice that differs is deleted again and the export needs attention.
 
-The company's country, currencies and tax settings are read once per company and worker
-(CompanyInfo and Preferences), and read again after QuickBooks refuses an invoice.
+The company's country, currencies and tax settings are read once per connection and worker
+(CompanyInfo and Preferences), and read again after QuickBooks refuses an invoice or a setting
+needs attention.
 """
 
 from __future__ import annotations
@@ -292,12 +293,6 @@ def _tax_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# Company settings per (API base, realm): read once per worker, shared by the providers of one
-# connection (a provider is rebuilt whenever its connection row changes, e.g. a token refresh).
-_companies: dict[tuple[str, str], tuple[float, Company]] = {}
-_companies_lock = threading.Lock()
-
-
 class QuickBooksInvoiceProvider:
     name = "quickbooks"
     # Tax goes on QuickBooks' tax fields (TxnTaxDetail, TaxCodeRef), so it needs no mapped item.
@@ -314,6 +309,10 @@ class QuickBooksInvoiceProvider:
         self._items_lock = threading.Lock()
         # Tax codes checked by resolve_more_mappings, for plan: id -> (expiry, code).
         self._tax_codes: dict[str, tuple[float, TaxCode]] = {}
+        # The company's settings, read once per connection (a worker builds one provider per
+        # connection and version) and read again after a refusal: (expiry, settings).
+        self._company: tuple[float, Company] | None = None
+        self._company_lock = threading.Lock()
         # The currency of each QuickBooks customer read or created, for plan's check.
         self._customer_currencies: dict[str, str] = {}
 
@@ -437,25 +436,24 @@ class QuickBooksInvoiceProvider:
     # -- company settings -------------------------------------------------------------------------
 
     def company(self) -> Company:
-        """Country, currencies and tax settings, read once per company and worker."""
-        key = (self.base_url, self.realm_id)
+        """Country, currencies and tax settings, read once per connection and worker."""
         now = time.monotonic()
-        with _companies_lock:
-            cached = _companies.get(key)
+        with self._company_lock:
+            cached = self._company
         if cached is not None and cached[0] > now:
             return cached[1]
         info = self._call("reading the company", "GET", f"companyinfo/{self.realm_id}")
         # developer.intuit.com, Accounting API, Preferences: "Read preferences".
         preferences = self._call("reading the company's preferences", "GET", "preferences")
         company = Company.from_api(info.get("CompanyInfo", {}), preferences.get("Preferences", {}))
-        with _companies_lock:
-            _companies[key] = (now + COMPANY_CACHE_SECONDS, company)
+        with self._company_lock:
+            self._company = (now + COMPANY_CACHE_SECONDS, company)
         return company
 
     def forget_company(self) -> None:
         """Read the company's settings again on next use (after QuickBooks refused a write)."""
-        with _companies_lock:
-            _companies.pop((self.base_url, self.realm_id), None)
+        with self._company_lock:
+            self._company = None
 
     def resolve_more_mappings(
         self,
