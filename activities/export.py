@@ -314,9 +314,19 @@ class ExportActivities:
     ) -> tuple[InvoiceBreakdown, dict[str, str]]:
         """The invoice's breakdown, and mapping key -> the provider item each line carries."""
         breakdown = self.breakdown(invoice, lines)
-        mappings = self.mapped_items(connection_id, invoice, lines, breakdown)
+        # Line kinds a provider puts on its own fields, not on mapped items (QuickBooks: tax).
+        unmapped_kinds: frozenset[str] = getattr(provider, "unmapped_kinds", frozenset())
+        mappings = self.mapped_items(connection_id, invoice, lines, breakdown, unmapped_kinds)
         resolved = provider.resolve_items(set(mappings.values()))
-        return breakdown, {key: resolved[item] for key, item in mappings.items()}
+        items = {key: resolved[item] for key, item in mappings.items()}
+        # Providers that map more than items (QuickBooks: tax codes, `tax:<rate>`) read and
+        # check those mappings here, before anything is written.
+        resolve_more = getattr(provider, "resolve_more_mappings", None)
+        if resolve_more is not None:
+            items.update(
+                resolve_more(breakdown, lambda keys: self.store.get_mappings(connection_id, keys))
+            )
+        return breakdown, items
 
     def mapped_items(
         self,
@@ -324,10 +334,12 @@ class ExportActivities:
         invoice: Invoice,
         lines: list[LineItem],
         breakdown: InvoiceBreakdown,
+        unmapped_kinds: frozenset[str] = frozenset(),
     ) -> dict[str, str]:
-        """Mapping key -> provider item for every line; the connection's default item (`*`)
-        stands in for unmapped keys. UnmappedItems lists every key left without one."""
-        keys = breakdown.mapping_keys()
+        """Mapping key -> provider item for every line (but those of `unmapped_kinds`); the
+        connection's default item (`*`) stands in for unmapped keys. UnmappedItems lists every
+        key left without one."""
+        keys = {line.mapping_key for line in breakdown.lines if line.kind not in unmapped_kinds}
         found = self.store.get_mappings(connection_id, keys | {DEFAULT_ITEM})
         default = found.pop(DEFAULT_ITEM, None)
         missing = sorted(keys - set(found))
@@ -342,6 +354,7 @@ class ExportActivities:
         config: ConnectionConfig,
         *,
         write: bool,
+        currency: str | None = None,
     ) -> tuple[str, str]:
         """The provider customer an export links to, and where it came from.
 
@@ -371,7 +384,10 @@ class ExportActivities:
                 "create_missing_customers: found by e-mail or created when the export runs",
             )
         # Looked up by e-mail, else created (idempotently, keyed by the billing id).
-        provider_customer_id = provider.find_or_create_customer(customer)
+        # A customer created for the export gets the invoice's currency (QuickBooks fixes a
+        # customer's currency at creation).
+        creating = customer.model_copy(update={"currency": currency}) if currency else customer
+        provider_customer_id = provider.find_or_create_customer(creating)
         self.store.link_customer(decision.connection_id, customer.id, provider_customer_id)
         return provider_customer_id, "found by e-mail or created"
 
@@ -389,7 +405,9 @@ class ExportActivities:
         try:
             provider, config = self.provider_and_config(decision.provider, decision.connection_id)
             breakdown, items = self.resolved_items(provider, decision.connection_id, invoice, lines)
-            customer_id, source = self.provider_customer(decision, provider, config, write=write)
+            customer_id, source = self.provider_customer(
+                decision, provider, config, write=write, currency=invoice.currency
+            )
             plan = provider.plan(invoice, breakdown, items, customer_id, now)
             check_plan(plan, breakdown)
         except ExportError as err:
@@ -614,7 +632,9 @@ class ExportActivities:
             provider=request.provider,
             connection_id=request.connection_id,
         )
-        provider_customer_id, _ = self.provider_customer(decision, provider, config, write=True)
+        provider_customer_id, _ = self.provider_customer(
+            decision, provider, config, write=True, currency=invoice.currency
+        )
         return CustomerLinkResult(provider_customer_id=provider_customer_id)
 
     @activity.defn(name=names.PUSH_INVOICE)

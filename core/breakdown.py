@@ -24,8 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from billbridge.core.models import Invoice, LineItem
+from billbridge.core.models import Invoice, LineItem, TaxAmount
 from billbridge.core.money import from_minor, to_minor
+
+# Mapping keys of tax codes (providers with tax codes, QuickBooks): tax:<rate description>,
+# tax:<rate percentage>, tax:none (lines without tax), tax:* (the default).
+TAX_KEY_PREFIX = "tax:"
 
 
 def adjustment_key(kind: str) -> str:
@@ -59,6 +63,9 @@ class ExportLine:
     period_start: datetime | None = None
     period_end: datetime | None = None
     billing_line_id: str = ""
+    # Tax lines: the billing tax rate they come from (providers with tax codes map these).
+    tax_rate_description: str = ""
+    tax_rate_percentage: str | None = None
 
 
 @dataclass
@@ -123,6 +130,7 @@ def break_down(invoice: Invoice, line_items: Iterable[LineItem]) -> InvoiceBreak
             amount_minor: int,
             quantity: Decimal = Decimal(1),
             item: LineItem = item,
+            tax: TaxAmount | None = None,
         ) -> ExportLine:
             return ExportLine(
                 ref=ref,
@@ -134,6 +142,8 @@ def break_down(invoice: Invoice, line_items: Iterable[LineItem]) -> InvoiceBreak
                 period_start=item.start_date,
                 period_end=item.end_date,
                 billing_line_id=item.id,
+                tax_rate_description=tax.tax_rate_description if tax is not None else "",
+                tax_rate_percentage=tax.tax_rate_percentage if tax is not None else None,
             )
 
         out.lines.append(line(item.id, "usage", item.name, subtotal, item.quantity))
@@ -154,7 +164,7 @@ def break_down(invoice: Invoice, line_items: Iterable[LineItem]) -> InvoiceBreak
             if tax_minor:
                 label = tax.tax_rate_description or "tax"
                 tax_lines.append(
-                    line(f"{item.id}/tax/{n}", "tax", f"{item.name}: {label}", tax_minor)
+                    line(f"{item.id}/tax/{n}", "tax", f"{item.name}: {label}", tax_minor, tax=tax)
                 )
 
     residual = out.total_minor - lines_amount

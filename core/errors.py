@@ -125,6 +125,19 @@ class PlanChanged(ExportError):
     connection changed between the steps): the export plans again from the start."""
 
 
+class ProviderSetupNeeded(ExportError):
+    """The provider account is set up in a way that cannot take this invoice (QuickBooks:
+    multicurrency off for a foreign-currency invoice, a customer in another currency, no tax
+    code where the company needs one): the message names the setting to change. Not retried;
+    the export waits until the setting or mapping is changed."""
+
+
+class ProviderTotalsDiffer(ExportError):
+    """The provider computed a total or tax that differs from the billing invoice (its tax
+    settings or the mapped tax codes): nothing is kept at the provider, the message names the
+    difference. Not retried; the export waits until a mapping or setting is changed."""
+
+
 class ProviderInvoiceMissing(ExportError):
     """The invoice an earlier attempt issued at the provider is gone there (deleted, another
     account, lost data): it may already be with the customer, so a person must decide."""
@@ -138,6 +151,8 @@ NEEDS_ATTENTION = frozenset(
         ProviderItemMissing,
         ProviderCustomerMissing,
         ProviderInvoiceMissing,
+        ProviderSetupNeeded,
+        ProviderTotalsDiffer,
         ProviderAuthFailed,
         AmountNotChargeable,
         ConnectionDisabled,

@@ -2,11 +2,13 @@
 
 Intuit publishes no official Python SDK for the Accounting API, so this module speaks the
 documented JSON protocol with httpx: one `POST /v3/company/{realmId}/invoice` per billing invoice,
-every line a SalesItemLineDetail carrying the mapped Item. The write carries a `requestid`
-derived from the billing invoice id (QuickBooks answers a repeat with the original response), and
-is preceded by a lookup by DocNumber (or by the customer's invoices) for the billbridge marker in
-PrivateNote, so a retry after the request id is forgotten still finds what an earlier attempt
-wrote. One billing invoice never becomes two QuickBooks invoices.
+every line a SalesItemLineDetail carrying the mapped Item, tax on QuickBooks' own tax fields as the
+company's tax settings need (quickbooks_tax.py). The write carries a `requestid` derived from the
+billing invoice id and a digest of the request body (QuickBooks answers a repeat with the original
+response, a fault too, so a corrected request must get a new one), and is preceded by a lookup
+by DocNumber (or by the customer's invoices) for the billbridge marker in PrivateNote, so a retry
+after the request id is forgotten still finds what an earlier attempt wrote. One billing invoice
+never becomes two QuickBooks invoices.
 
 QuickBooks has no drafts: an invoice is issued when it is created. One an earlier attempt created
 that is gone (a person deleted it in QuickBooks) is looked for again by number and marker, and if
@@ -15,16 +17,24 @@ it is not there a person must decide; it is never silently created a second time
 Every request heartbeats before and after, and has a total deadline (core/timeouts.py).
 
 Money: QuickBooks takes decimal amounts with two places; every amount is sent as a JSON number
-whose text is the exact Decimal (no binary-float rounding), and QuickBooks' TotalAmt is compared
-with the billing total to the cent before the export counts as done.
+whose text is the exact Decimal (no binary-float rounding), and QuickBooks' TotalAmt and
+TxnTaxDetail.TotalTax are compared with the billing total and tax to the cent before the export
+counts as done; an invoice that differs is deleted again and the export needs attention.
+
+The company's country, currencies and tax settings are read once per connection and worker
+(CompanyInfo and Preferences), and read again after QuickBooks refuses an invoice or a setting
+needs attention.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -42,6 +52,14 @@ from billbridge.activities.providers.base import (
     heartbeat_running_activity,
     provider_request_timeout,
 )
+from billbridge.activities.providers.quickbooks_tax import (
+    Company,
+    TaxCode,
+    TaxRate,
+    check_mapped,
+    plan_tax,
+    wanted_keys,
+)
 from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
 from billbridge.core.errors import (
@@ -52,8 +70,9 @@ from billbridge.core.errors import (
     ProviderLimitExceeded,
     ProviderRateLimited,
     ProviderRejected,
+    ProviderSetupNeeded,
+    ProviderTotalsDiffer,
     ProviderUnavailable,
-    TotalMismatch,
     retry_after,
 )
 from billbridge.core.messages import PushResult
@@ -88,17 +107,31 @@ REAUTHORIZE = "re-authorize with `billbridge connections authorize quickbooks`"
 DEFAULT_RETRY_AFTER = timedelta(seconds=60)
 MAX_DOC_NUMBER = 21  # DocNumber's documented maximum length
 MARKER = "billbridge invoice "  # PrivateNote prefix that identifies our invoices
-UNIT_PRICE_PLACES = Decimal("1e-7")  # UnitPrice precision used for quantity x unit lines
+# QuickBooks keeps Qty and UnitPrice to 7 decimal places. UNCONFIRMED at Intuit's reference (the
+# Invoice entity only says "Decimal"); the issue's reading. A quantity with more is rounded to 7
+# before the unit price is derived, so QuickBooks' Qty x UnitPrice still gives the line amount.
+UNIT_PRICE_PLACES = Decimal("1e-7")
+QTY_PLACES = Decimal("1e-7")
 QUERY_PAGE = 1000  # QuickBooks' maximum maxresults
 # Most rows a query reads (page by page) before it gives up with a clear error; every query here
 # is narrowed to a handful of rows, so more means something is wrong.
 MAX_QUERY_ROWS = 5000
 ITEM_CACHE_SECONDS = 300.0
+# A company's settings change rarely (multicurrency, once on, stays on); they are read again
+# after this long, or at once after QuickBooks refuses an invoice.
+COMPANY_CACHE_SECONDS = 3600.0
 
 
-def request_id(invoice_id: str, step: str) -> str:
-    """Deterministic per billing object and step, within QuickBooks' 50 characters."""
-    digest = hashlib.sha256(f"{invoice_id}\0{step}".encode()).hexdigest()[:40]
+def request_id(invoice_id: str, step: str, body: Mapping[str, Any] | None = None) -> str:
+    """Deterministic per billing object, step and request body, within QuickBooks' 50 characters.
+
+    QuickBooks answers a repeated requestid with the original response, a fault too
+    (https://blogs.intuit.com/2015/04/06/15346/): a request corrected after a fault (another tax
+    code, a new customer) must carry a new id, or the old fault would come back forever. The
+    lookup before every write still keeps a retry from creating a second invoice.
+    """
+    content = json.dumps(body, sort_keys=True, default=str) if body is not None else ""
+    digest = hashlib.sha256(f"{invoice_id}\0{step}\0{content}".encode()).hexdigest()[:40]
     return f"bb-{digest}"
 
 
@@ -217,6 +250,18 @@ def _fault(body: Any) -> tuple[str, str, str]:
     )
 
 
+# Words of the faults (6000, 2500) that a company's tax or currency settings cause, e.g.
+# "Make sure all your transactions have a GST/HST rate before you save"
+# (github.com/ruckus/quickbooks-ruby/issues/351). UNCONFIRMED: Intuit lists no codes for these;
+# matching the message is the only way to tell them from other 6000 faults.
+SETTINGS_FAULT_WORDS = re.compile(r"\b(tax|vat|gst|currency|multicurrency)", re.IGNORECASE)
+
+
+def _about_settings(err: QuickBooksFault) -> bool:
+    # 6000: business rule; 2500: invalid reference (a tax code the company does not have).
+    return err.code in ("6000", "2500") and SETTINGS_FAULT_WORDS.search(str(err)) is not None
+
+
 class QuickBooksFault(ProviderRejected):
     """A ValidationFault, with its code (610 object not found, 6140 duplicate DocNumber, ...)."""
 
@@ -234,6 +279,8 @@ class QuickBooksPlan(Plan):
     realm_id: str = ""
     body: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    # The billing tax QuickBooks' TxnTaxDetail.TotalTax must show.
+    tax_minor: int = 0
 
     def requests(self) -> list[dict[str, Any]]:
         return [
@@ -247,17 +294,21 @@ class QuickBooksPlan(Plan):
 
 
 def _quantity_and_unit(line: ExportLine, amount: Decimal) -> tuple[Decimal, Decimal]:
-    """(Qty, UnitPrice) whose product QuickBooks rounds to exactly `amount`, else (1, amount)."""
-    quantity = line.quantity
-    # Qty travels as a JSON number: a quantity a double cannot carry exactly is left out.
-    if line.kind == "usage" and quantity > 0 and amount >= 0 and _exact_number(quantity):
+    """(Qty, UnitPrice) as QuickBooks keeps them (7 decimals) whose product QuickBooks rounds to
+    exactly `amount`, else (1, amount)."""
+    # A quantity with more decimals than QuickBooks keeps is rounded as QuickBooks would, and
+    # the unit price derived from the rounded one.
+    quantity = line.quantity.quantize(QTY_PLACES, ROUND_HALF_UP)
+    if line.kind == "usage" and quantity > 0 and amount >= 0:
         unit = (amount / quantity).quantize(UNIT_PRICE_PLACES, ROUND_HALF_UP)
-        if (quantity * unit).quantize(Decimal("0.01"), ROUND_HALF_UP) == amount:
+        # Qty and UnitPrice travel as JSON numbers: values a double cannot carry are left out.
+        exact = _exact_number(quantity.normalize()) and _exact_number(unit.normalize())
+        if exact and (quantity * unit).quantize(Decimal("0.01"), ROUND_HALF_UP) == amount:
             return quantity, unit
     return Decimal(1), amount
 
 
-def _line(line: ExportLine, currency: str, item_id: str) -> dict[str, Any]:
+def _line(line: ExportLine, currency: str, item_id: str, tax_code: str | None) -> dict[str, Any]:
     amount = from_minor(line.amount_minor, currency)
     quantity, unit = _quantity_and_unit(line, amount)
     detail: dict[str, Any] = {
@@ -265,18 +316,50 @@ def _line(line: ExportLine, currency: str, item_id: str) -> dict[str, Any]:
         "Qty": _number(quantity.normalize()),
         "UnitPrice": _number(unit.normalize()),
     }
+    if tax_code is not None:
+        detail["TaxCodeRef"] = {"value": tax_code}
     if line.period_start is not None:
         detail["ServiceDate"] = line.period_start.date().isoformat()
+    description = line.description
+    if line.kind == "usage" and quantity != line.quantity:
+        # The billing quantity QuickBooks cannot keep stays readable on the line.
+        description = f"{description} (quantity {line.quantity})"
     return {
         "DetailType": "SalesItemLineDetail",
         "Amount": _number(amount),
-        "Description": line.description[:4000],
+        "Description": description[:4000],
         "SalesItemLineDetail": detail,
     }
 
 
+def _tax_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """TxnTaxDetail with its Decimals as exact JSON numbers."""
+    out: dict[str, Any] = {}
+    for key, value in detail.items():
+        if key == "TotalTax":
+            out[key] = _number(value)
+        elif key == "TaxLine":
+            out[key] = [
+                {
+                    **line,
+                    "Amount": _number(line["Amount"]),
+                    "TaxLineDetail": {
+                        **line["TaxLineDetail"],
+                        "TaxPercent": _number(line["TaxLineDetail"]["TaxPercent"]),
+                        "NetAmountTaxable": _number(line["TaxLineDetail"]["NetAmountTaxable"]),
+                    },
+                }
+                for line in value
+            ]
+        else:
+            out[key] = value
+    return out
+
+
 class QuickBooksInvoiceProvider:
     name = "quickbooks"
+    # Tax goes on QuickBooks' tax fields (TxnTaxDetail, TaxCodeRef), so it needs no mapped item.
+    unmapped_kinds = frozenset({"tax"})
 
     def __init__(self, base_url: str, tokens: TokenKeeper):
         self.base_url = base_url.rstrip("/")
@@ -287,6 +370,14 @@ class QuickBooksInvoiceProvider:
         self._calls = threading.local()
         self._items: dict[str, float] = {}  # item id -> when its existence check expires
         self._items_lock = threading.Lock()
+        # Tax codes checked by resolve_more_mappings, for plan: id -> (expiry, code).
+        self._tax_codes: dict[str, tuple[float, TaxCode]] = {}
+        # The company's settings, read once per connection (a worker builds one provider per
+        # connection and version) and read again after a refusal: (expiry, settings).
+        self._company: tuple[float, Company] | None = None
+        self._company_lock = threading.Lock()
+        # The currency of each QuickBooks customer read or created, for plan's check.
+        self._customer_currencies: dict[str, str] = {}
 
     @classmethod
     def from_settings(
@@ -413,6 +504,96 @@ class QuickBooksInvoiceProvider:
             if len(page) < QUERY_PAGE:
                 return rows
 
+    # -- company settings -------------------------------------------------------------------------
+
+    def company(self) -> Company:
+        """Country, currencies and tax settings, read once per connection and worker."""
+        now = time.monotonic()
+        with self._company_lock:
+            cached = self._company
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        info = self._call("reading the company", "GET", f"companyinfo/{self.realm_id}")
+        # developer.intuit.com, Accounting API, Preferences: "Read preferences".
+        preferences = self._call("reading the company's preferences", "GET", "preferences")
+        company = Company.from_api(info.get("CompanyInfo", {}), preferences.get("Preferences", {}))
+        with self._company_lock:
+            self._company = (now + COMPANY_CACHE_SECONDS, company)
+        return company
+
+    def forget_company(self) -> None:
+        """Read the company's settings again on next use (after QuickBooks refused a write)."""
+        with self._company_lock:
+            self._company = None
+
+    def resolve_more_mappings(
+        self,
+        breakdown: InvoiceBreakdown,
+        read_mappings: Callable[[set[str]], dict[str, str]],
+    ) -> dict[str, str]:
+        """Before anything is written: the invoice's currency fits the company, and every line
+        that needs a tax code has a mapped, active one (`tax:<rate>`, `tax:none`, `tax:*`).
+        Returns the tax mappings found (mapping key -> TaxCode Id), for plan."""
+        company = self.company()
+        with self._reading_again_when_refused():
+            company.check_currency(breakdown.invoice_id, breakdown.currency)
+        wanted = wanted_keys(company.tax_model, breakdown)
+        if not wanted:
+            return {}
+        mapped = read_mappings({key for keys in wanted for key in keys})
+        check_mapped(breakdown.invoice_id, wanted, mapped)
+        self.resolve_tax_codes(set(mapped.values()))
+        return mapped
+
+    @contextmanager
+    def _reading_again_when_refused(self) -> Iterator[None]:
+        """A setting the invoice needs changed in QuickBooks: read the company again next time."""
+        try:
+            yield
+        except ProviderSetupNeeded:
+            self.forget_company()
+            raise
+
+    def resolve_tax_codes(self, code_ids: Collection[str]) -> None:
+        """Read the mapped tax codes and their sales rates; ProviderItemMissing names unknown or
+        inactive ones (TaxCode, TaxRate entities: developer.intuit.com, Accounting API)."""
+        now = time.monotonic()
+        unknown = sorted(i for i in code_ids if self._tax_codes.get(i, (0.0,))[0] <= now)
+        if not unknown:
+            return
+        quoted = ", ".join(_quote(i) for i in unknown)
+        rows = self._query("looking up mapped tax codes", "TaxCode", f"Id in ({quoted})")
+        found = {str(row["Id"]): row for row in rows if row.get("Active", True)}
+        missing = [i for i in unknown if i not in found]
+        if missing:
+            raise ProviderItemMissing(
+                "mapped QuickBooks tax codes do not exist or are inactive: " + ", ".join(missing)
+            )
+        rate_ids = {
+            str(detail["TaxRateRef"]["value"])
+            for row in found.values()
+            for detail in (row.get("SalesTaxRateList") or {}).get("TaxRateDetail") or []
+        }
+        rates: dict[str, TaxRate] = {}
+        if rate_ids:
+            quoted = ", ".join(_quote(i) for i in sorted(rate_ids))
+            for row in self._query("looking up tax rates", "TaxRate", f"Id in ({quoted})"):
+                rate = TaxRate(
+                    str(row["Id"]), str(row.get("Name", "")), Decimal(str(row["RateValue"]))
+                )
+                rates[rate.id] = rate
+        for code_id, row in found.items():
+            details = (row.get("SalesTaxRateList") or {}).get("TaxRateDetail") or []
+            code_rates = tuple(
+                rates[str(d["TaxRateRef"]["value"])]
+                for d in details
+                if str(d["TaxRateRef"]["value"]) in rates
+            )
+            self._tax_codes[code_id] = (
+                now + ITEM_CACHE_SECONDS,
+                TaxCode(code_id, str(row.get("Name", "")), code_rates),
+            )
+
     # -- checks -------------------------------------------------------------------------------
 
     def check_credentials(self) -> None:
@@ -428,6 +609,7 @@ class QuickBooksInvoiceProvider:
                 f"QuickBooks customer {provider_customer_id!r} (the customer's "
                 f"payment_provider_id) does not exist: {err}"
             ) from err
+        self._remember_currency(provider_customer_id, body.get("Customer", {}))
         if not body.get("Customer", {}).get("Active", True):
             # QuickBooks "deletes" a customer by making it inactive.
             raise ProviderCustomerMissing(
@@ -443,6 +625,7 @@ class QuickBooksInvoiceProvider:
                 f"PrimaryEmailAddr = {_quote(customer.email)}",
             )
             if len(found) == 1:
+                self._remember_currency(str(found[0]["Id"]), found[0])
                 return str(found[0]["Id"])
             if len(found) > 1:
                 raise ProviderCustomerMissing(
@@ -453,12 +636,18 @@ class QuickBooksInvoiceProvider:
         body: dict[str, Any] = {"DisplayName": name, "Notes": f"billbridge customer {customer.id}"}
         if customer.email:
             body["PrimaryEmailAddr"] = {"Address": customer.email}
+        company = self.company()
+        if customer.currency and company.multicurrency:
+            # A QuickBooks customer has one currency, set when it is created (blogs.intuit.com/
+            # 2015/06/18/multicurrency-for-us-companies-coming-in-quickbooks-online-v87): the
+            # export passes the invoice's.
+            body["CurrencyRef"] = {"value": customer.currency.upper()}
         try:
             created = self._call(
                 "creating the customer",
                 "POST",
                 "customer",
-                params={"requestid": request_id(customer.id, "customer")},
+                params={"requestid": request_id(customer.id, "customer", body)},
                 json_body=body,
             )
         except QuickBooksFault as err:
@@ -468,7 +657,13 @@ class QuickBooksInvoiceProvider:
                 f"a QuickBooks customer named {name!r} exists with another e-mail; set the "
                 f"payment_provider_id of customer {customer.id} to the right one"
             ) from err
+        self._remember_currency(str(created["Customer"]["Id"]), created["Customer"])
         return str(created["Customer"]["Id"])
+
+    def _remember_currency(self, customer_id: str, customer: Mapping[str, Any]) -> None:
+        currency = (customer.get("CurrencyRef") or {}).get("value")
+        if currency:
+            self._customer_currencies[customer_id] = str(currency).upper()
 
     def resolve_items(self, provider_item_ids: Collection[str]) -> dict[str, str]:
         """Mappings name QuickBooks Item ids; each must exist and be active."""
@@ -525,13 +720,36 @@ class QuickBooksInvoiceProvider:
                 f"QuickBooks amounts have two decimals; {currency} has "
                 f"{minor_unit_exponent(currency)}"
             )
+        company = self.company()  # read by resolve_more_mappings, which runs first
+        with self._reading_again_when_refused():
+            company.check_currency(invoice.id, currency)
+        customer_currency = self._customer_currencies.get(provider_customer_id)
+        if customer_currency is not None and customer_currency != currency:
+            # A QuickBooks customer has one currency (blogs.intuit.com/2015/06/18/
+            # multicurrency-for-us-companies-coming-in-quickbooks-online-v87).
+            raise ProviderSetupNeeded(
+                f"QuickBooks customer {provider_customer_id} is in {customer_currency}, invoice "
+                f"{invoice.id} in {currency}; a QuickBooks customer has one currency: set the "
+                f"customer's payment_provider_id to a QuickBooks customer in {currency}"
+            )
+        with self._reading_again_when_refused():
+            tax = plan_tax(company, breakdown, dict(items), self._checked_tax_codes())
         body: dict[str, Any] = {
             "CustomerRef": {"value": provider_customer_id},
             "CurrencyRef": {"value": currency},
             "TxnDate": invoice.invoice_date.date().isoformat(),
             "PrivateNote": f"{MARKER}{invoice.id}",
-            "Line": [_line(line, currency, items[line.mapping_key]) for line in breakdown.lines],
+            "Line": [
+                _line(line, currency, items[line.mapping_key], tax.line_codes.get(line.ref))
+                for line in breakdown.lines
+                # Tax goes on QuickBooks' tax fields (quickbooks_tax.py), not on item lines.
+                if line.kind != "tax"
+            ],
         }
+        if tax.global_calculation is not None:
+            body["GlobalTaxCalculation"] = tax.global_calculation
+        if tax.detail is not None:
+            body["TxnTaxDetail"] = _tax_detail(tax.detail)
         number = invoice.invoice_number or ""
         if number and len(number) <= MAX_DOC_NUMBER:
             body["DocNumber"] = number
@@ -552,8 +770,12 @@ class QuickBooksInvoiceProvider:
             line_amounts_minor=[line.amount_minor for line in breakdown.lines],
             realm_id=self.tokens.grant.company_id,
             body=body,
-            request_id=request_id(invoice.id, "invoice"),
+            request_id=request_id(invoice.id, "invoice", body),
+            tax_minor=tax.tax_minor,
         )
+
+    def _checked_tax_codes(self) -> dict[str, TaxCode]:
+        return {code_id: code for code_id, (_, code) in self._tax_codes.items()}
 
     # -- push (I/O, idempotent) ------------------------------------------------------------------
 
@@ -579,6 +801,15 @@ class QuickBooksInvoiceProvider:
                 )["Invoice"]
             except QuickBooksFault as err:
                 if err.code != "6140":  # duplicate DocNumber: ours, if an earlier attempt's
+                    # A refused invoice may come from settings changed in QuickBooks (tax,
+                    # multicurrency): the next attempt reads them again.
+                    self.forget_company()
+                    if _about_settings(err):
+                        raise ProviderSetupNeeded(
+                            f"{err} (code {err.code}); check the QuickBooks company's tax and "
+                            "currency settings and the `tax:` mappings, then `billbridge "
+                            "attention retry` (the settings are read again)"
+                        ) from err
                     raise
                 invoice = self._find_invoice(plan, context, by_number_only=True)
                 if invoice is None:
@@ -586,14 +817,10 @@ class QuickBooksInvoiceProvider:
                         f"QuickBooks already has another invoice numbered "
                         f"{plan.body.get('DocNumber')!r}: {err}"
                     ) from err
+        total = Decimal(str(invoice.get("TotalAmt", "0")))
+        self._check_totals(plan, invoice, total)
         # Created is issued: QuickBooks has no drafts.
         context.remember_issued(str(invoice["Id"]), self._invoice_url(str(invoice["Id"])))
-        total = Decimal(str(invoice.get("TotalAmt", "0")))
-        expected = from_minor(plan.total_minor, plan.currency)
-        if total != expected:
-            raise TotalMismatch(
-                f"QuickBooks invoice {invoice['Id']} totals {total}, billing total is {expected}"
-            )
         note = ""
         if plan.amount_due_minor != plan.total_minor:
             applied = from_minor(plan.amount_due_minor - plan.total_minor, plan.currency)
@@ -610,6 +837,52 @@ class QuickBooksInvoiceProvider:
             request_count=self.request_count,
             note=note,
         )
+
+    def _check_totals(self, plan: QuickBooksPlan, invoice: dict[str, Any], total: Decimal) -> None:
+        """QuickBooks' TotalAmt and TotalTax equal the billing total and tax, or the invoice is
+        deleted again and the export needs attention, naming the difference."""
+        expected_total = from_minor(plan.total_minor, plan.currency)
+        expected_tax = from_minor(plan.tax_minor, plan.currency)
+        tax = Decimal(str((invoice.get("TxnTaxDetail") or {}).get("TotalTax", "0")))
+        problems = []
+        if total != expected_total:
+            problems.append(
+                f"TotalAmt {total} differs from the billing total {expected_total} by "
+                f"{total - expected_total} {plan.currency}"
+            )
+        if tax != expected_tax:
+            problems.append(
+                f"TxnTaxDetail.TotalTax {tax} differs from the billing tax {expected_tax} by "
+                f"{tax - expected_tax} {plan.currency}"
+            )
+        if not problems:
+            return
+        self.forget_company()
+        self._delete_invoice(invoice)
+        raise ProviderTotalsDiffer(
+            f"QuickBooks computed invoice {plan.invoice_id} differently: {'; '.join(problems)}. "
+            f"The invoice was removed from QuickBooks again. Check the company's tax settings "
+            "and the `tax:` mappings (a tax code with several rates is computed by QuickBooks), "
+            "then `billbridge attention retry`"
+        )
+
+    def _delete_invoice(self, invoice: dict[str, Any]) -> None:
+        """`POST /invoice?operation=delete` with Id and SyncToken (developer.intuit.com,
+        Accounting API, Invoice, "Delete an invoice"); one already gone is fine."""
+        try:
+            self._call(
+                "deleting the invoice QuickBooks computed differently",
+                "POST",
+                "invoice",
+                params={"operation": "delete"},
+                json_body={
+                    "Id": str(invoice["Id"]),
+                    "SyncToken": str(invoice.get("SyncToken", "0")),
+                },
+            )
+        except QuickBooksFault as err:
+            if err.code != "610":
+                raise
 
     def _invoice_url(self, invoice_id: str) -> str:
         """The invoice's page in QuickBooks Online, in the company's environment (the API host

@@ -16,7 +16,8 @@ class MappingMixin(StoreBase):
 
     def set_mapping(self, connection_id: str, billing_item_id: str, provider_item_id: str) -> None:
         """Map an Orb item id (or an adjustment key such as ``adjustment:discount``, or
-        ``*`` for the connection's default item) to the provider's item/product/price id."""
+        ``*`` for the connection's default item, or ``tax:<rate>`` / ``tax:none`` / ``tax:*``
+        for a QuickBooks tax code) to the provider's item/product/price (or tax code) id."""
         self.set_mappings(connection_id, {billing_item_id: provider_item_id})
 
     def set_mappings(self, connection_id: str, mappings: Mapping[str, str]) -> None:

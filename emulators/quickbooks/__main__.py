@@ -1,6 +1,7 @@
 """Run the QuickBooks emulator in the foreground; prints its base URL, stops on Ctrl-C/SIGTERM.
 
 python -m billbridge.emulators.quickbooks --host 127.0.0.1 --port 12112 [--requests-per-minute 0]
+    [--country US|GB|CA|AU] [--multicurrency] [--no-automated-sales-tax]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from ..serving import serve_until_signalled
 from . import QuickBooksEmulator
 from .api import endpoints
+from .company import COUNTRY_CURRENCY, CompanySettings
 from .emulator import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -40,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-rotate", action="store_true", help="keep the same refresh token on refresh"
     )
+    parser.add_argument("--country", choices=sorted(COUNTRY_CURRENCY), default="US")
+    parser.add_argument("--multicurrency", action="store_true", help="turn multicurrency on")
+    parser.add_argument(
+        "--no-automated-sales-tax",
+        action="store_true",
+        help="a US company taxing through its own tax codes (TxnTaxCodeRef)",
+    )
     parser.add_argument("--list-endpoints", action="store_true")
     args = parser.parse_args(argv)
     if args.list_endpoints:
@@ -67,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         rotate_refresh_tokens=not args.no_rotate,
         requests_per_minute=args.requests_per_minute or None,
         retry_after_seconds=args.retry_after,
+        company=CompanySettings(
+            country=args.country,
+            multicurrency=args.multicurrency,
+            automated_sales_tax=not args.no_automated_sales_tax,
+        ),
     )
     return serve_until_signalled(emulator)
 

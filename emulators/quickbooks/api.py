@@ -77,6 +77,13 @@ def company_info(store: Store, call: Call) -> dict[str, Any]:
     return _with_time({"CompanyInfo": store.company_info()})
 
 
+def preferences(store: Store, call: Call) -> dict[str, Any]:
+    """``GET /preferences`` (developer.intuit.com, Accounting API, Preferences, "Read")."""
+    return _with_time(
+        {"Preferences": store.company.preferences(store.company_info()["MetaData"]["CreateTime"])}
+    )
+
+
 def run_query(store: Store, call: Call) -> dict[str, Any]:
     """GET ?query=... or POST with the statement as the body (Content-Type: application/text)."""
     text = call.params.get("query", "")
@@ -99,6 +106,9 @@ ROUTES: dict[tuple[str, bool], dict[str, Handler]] = {
     ("item", True): {"GET": _reader("Item")},
     ("invoice", False): {"POST": save_invoice},
     ("invoice", True): {"GET": _reader("Invoice")},
+    ("preferences", False): {"GET": preferences},
+    ("taxcode", True): {"GET": _reader("TaxCode")},
+    ("taxrate", True): {"GET": _reader("TaxRate")},
 }
 
 

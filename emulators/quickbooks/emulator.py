@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from decimal import Decimal
 from typing import Any
 
 from ..serving import EmulatorService
+from .company import CompanySettings
 from .entities import Store
 from .oauth import REFRESH_TOKEN_MAX_LIFETIME, OAuthServer
 from .ratelimit import MinuteWindow
@@ -35,6 +38,8 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
     ``request_id_ttl_seconds=None`` remembers ``requestid`` responses forever.
     ``unique_doc_numbers`` refuses a DocNumber already used by another invoice (6140);
     ``auto_doc_numbers`` numbers invoices sent without a DocNumber (1001, 1002, ...).
+    ``company``: country, currencies and tax settings (a US company with automated sales tax
+    and multicurrency off by default; see company.py).
     """
 
     thread_name = "quickbooks-emulator"
@@ -59,6 +64,7 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
         request_id_ttl_seconds: float | None = None,
         unique_doc_numbers: bool = True,
         auto_doc_numbers: bool = True,
+        company: CompanySettings | None = None,
     ) -> None:
         log = RequestLog()
         super().__init__(host, port, log)
@@ -83,6 +89,7 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
             company_name=company_name,
             unique_doc_numbers=unique_doc_numbers,
             auto_doc_numbers=auto_doc_numbers,
+            company=company,
         )
         self._requestids = RequestIdStore(request_id_ttl_seconds)
         self._limiter = MinuteWindow(requests_per_minute)
@@ -132,16 +139,47 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
         demos without a browser round trip; `client_id`: which keys, default development)."""
         return self._oauth.issue_tokens(client_id)
 
+    # -- company settings and tax codes -----------------------------------------------------------
+
+    @property
+    def company(self) -> CompanySettings:
+        with self.store.lock:
+            return self.store.company
+
+    def configure_company(self, **changes: Any) -> CompanySettings:
+        """Change the company's settings (``country``, ``multicurrency``, ``home_currency``,
+        ``automated_sales_tax``, ``using_sales_tax``, ``automated_tax_rate``) until reset."""
+        with self.store.lock:
+            self.store.company = dataclasses.replace(self.store.company, **changes)
+            return self.store.company
+
+    def create_tax_code(self, name: str, rates: list[tuple[str, Decimal | str]]) -> str:
+        """A tax code with one sales rate per (rate name, percent); returns its Id."""
+        with self.store.lock:
+            return self.store.add_tax_code(name, [(n, Decimal(p)) for n, p in rates])
+
+    def deactivate_tax_code(self, code_id: str) -> None:
+        with self.store.lock:
+            self.store.set_tax_code_active(code_id, False)
+
+    def tax_codes(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            return self.store.rows("TaxCode")
+
     # -- data helpers ------------------------------------------------------------------------------
 
     def create_item(self, name: str, *, item_type: str = "Service") -> str:
         with self.store.lock:
             return str(self.store.save_item({"Name": name, "Type": item_type})["Id"])
 
-    def create_customer(self, display_name: str, email: str | None = None) -> str:
+    def create_customer(
+        self, display_name: str, email: str | None = None, currency: str | None = None
+    ) -> str:
         body: dict[str, Any] = {"DisplayName": display_name}
         if email is not None:
             body["PrimaryEmailAddr"] = {"Address": email}
+        if currency is not None:
+            body["CurrencyRef"] = {"value": currency}
         with self.store.lock:
             return str(self.store.save_customer(body)["Id"])
 
@@ -183,7 +221,8 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
 
     def reset(self) -> None:
         """Back to the just-started state: no objects, tokens, codes, saved requestids, logged
-        requests, faults or throttle history. The app (client id and secret) stays."""
+        requests, faults or throttle history, the company settings it was started with. The app
+        (client id and secret) stays."""
         with self.store.lock:
             self.store.reset()
         self._oauth.reset()

@@ -1,4 +1,5 @@
-"""The in-memory company: customers, items and invoices, with QuickBooks' create/update rules.
+"""The in-memory company: customers, items, invoices, tax codes and rates, with QuickBooks'
+create/update rules, and the company's settings (company.py).
 
 Every entity type has its own Id sequence ("1", "2", ...), as in QuickBooks, so a customer and an
 item may share an Id and a client that mixes up references fails. ``SyncToken`` starts at "0" and
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import errors, invoices, values
+from .company import CompanySettings
 
 MAX_DISPLAY_NAME = 500
 ITEM_TYPES = ("Service", "NonInventory", "Inventory")
@@ -51,10 +53,13 @@ class Store:
         unique_doc_numbers: bool = True,
         auto_doc_numbers: bool = True,
         today: Callable[[], str] | None = None,
+        company: CompanySettings | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.realm_id = realm_id
         self.company_name = company_name
+        self._initial_company = company or CompanySettings()
+        self.company = self._initial_company
         self.unique_doc_numbers = unique_doc_numbers
         self.auto_doc_numbers = auto_doc_numbers
         self._today = today
@@ -65,9 +70,10 @@ class Store:
         self.reset()
 
     def reset(self) -> None:
-        self.tables = {"Customer": {}, "Item": {}, "Invoice": {}}
+        self.tables = {"Customer": {}, "Item": {}, "Invoice": {}, "TaxCode": {}, "TaxRate": {}}
         self._next_id = {name: 1 for name in self.tables}
         self._next_doc_number = invoices.FIRST_DOC_NUMBER
+        self.company = self._initial_company
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -75,7 +81,7 @@ class Store:
         return {
             "CompanyName": self.company_name,
             "LegalName": self.company_name,
-            "Country": "US",
+            "Country": self.company.country,
             "SupportedLanguages": "en",
             "domain": "QBO",
             "sparse": False,
@@ -88,6 +94,8 @@ class Store:
         """Every object of ``entity`` as the API renders it, oldest first."""
         if entity == "CompanyInfo":
             return [self.company_info()]
+        if entity == "Preferences":
+            return [self.company.preferences(self._created)]
         return [copy.deepcopy(row) for row in self.tables[entity].values()]
 
     def get(self, entity: str, entity_id: str) -> dict[str, Any]:
@@ -211,9 +219,75 @@ class Store:
             elif base is not None and "PrimaryEmailAddr" in base:
                 row["PrimaryEmailAddr"] = dict(base["PrimaryEmailAddr"])
             row["Balance"] = base["Balance"] if base is not None else Decimal(0)
+            row["CurrencyRef"] = self._customer_currency(data, base)
             return row
 
         return self._save("Customer", "DisplayName", body, build)
+
+    def _customer_currency(
+        self, data: dict[str, Any], base: dict[str, Any] | None
+    ) -> dict[str, str]:
+        """A customer's one currency, set when it is created (home currency by default).
+
+        A currency other than the home one needs multicurrency on (developer.intuit.com,
+        "Manage multiple currencies"). UNCONFIRMED: the fault's code and wording, and that an
+        update may not change it (the emulator keeps the first one).
+        """
+        if base is not None:
+            return dict(base["CurrencyRef"])
+        currency = (values.ref_value(data, "CurrencyRef") or self.company.home).upper()
+        if currency != self.company.home and not self.company.multicurrency:
+            raise errors.business(
+                f"Multicurrency is not enabled for this company: CurrencyRef {currency} must "
+                f"be the home currency {self.company.home}",
+                "CurrencyRef",
+            )
+        return {"value": currency, "name": invoices.CURRENCY_NAMES.get(currency, currency)}
+
+    # -- tax codes and rates (set up by the emulator's helpers; the API only reads them) ---------
+
+    def add_tax_code(self, name: str, rates: list[tuple[str, Decimal]]) -> str:
+        """A TaxCode with one sales TaxRate per (name, percent), as the TaxService creates them
+        (developer.intuit.com, Accounting API, TaxService; TaxCode; TaxRate)."""
+        now = values.timestamp()
+        details = []
+        for order, (rate_name, percent) in enumerate(rates):
+            rate_id = self._new_id("TaxRate")
+            self.tables["TaxRate"][rate_id] = {
+                "Id": rate_id,
+                "SyncToken": "0",
+                "Name": rate_name,
+                "Active": True,
+                "RateValue": Decimal(percent),
+                "SpecialTaxType": "NONE",
+                "DisplayType": "ReadOnly",
+                "MetaData": {"CreateTime": now, "LastUpdatedTime": now},
+            }
+            details.append(
+                {
+                    "TaxRateRef": {"value": rate_id, "name": rate_name},
+                    "TaxTypeApplicable": "TaxOnAmount",
+                    "TaxOrder": order,
+                }
+            )
+        code_id = self._new_id("TaxCode")
+        self.tables["TaxCode"][code_id] = {
+            "Id": code_id,
+            "SyncToken": "0",
+            "Name": name,
+            "Description": name,
+            "Active": True,
+            "Taxable": any(percent for _, percent in rates),
+            "TaxGroup": len(rates) > 1,
+            "SalesTaxRateList": {"TaxRateDetail": details},
+            "PurchaseTaxRateList": {"TaxRateDetail": []},
+            "MetaData": {"CreateTime": now, "LastUpdatedTime": now},
+        }
+        return code_id
+
+    def set_tax_code_active(self, code_id: str, active: bool) -> None:
+        self.get("TaxCode", code_id)  # 610 if unknown
+        self.tables["TaxCode"][code_id]["Active"] = active
 
     # -- items -------------------------------------------------------------------------------------
 
@@ -250,6 +324,9 @@ class Store:
             customers=self.tables["Customer"],
             items=self.tables["Item"],
             invoices=self.tables["Invoice"],
+            company=self.company,
+            tax_codes=self.tables["TaxCode"],
+            tax_rates=self.tables["TaxRate"],
             unique_doc_numbers=self.unique_doc_numbers,
             doc_number=self._doc_number if self.auto_doc_numbers else None,
             today=self._today,

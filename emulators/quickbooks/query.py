@@ -47,6 +47,17 @@ FIELDS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "txndate": ("TxnDate", ("TxnDate",)),
     },
     "CompanyInfo": {"id": ("Id", ("Id",))},
+    "Preferences": {"id": ("Id", ("Id",))},
+    "TaxCode": {
+        "id": ("Id", ("Id",)),
+        "name": ("Name", ("Name",)),
+        "active": ("Active", ("Active",)),
+    },
+    "TaxRate": {
+        "id": ("Id", ("Id",)),
+        "name": ("Name", ("Name",)),
+        "active": ("Active", ("Active",)),
+    },
 }
 ENTITIES = {name.lower(): name for name in FIELDS}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from billbridge.activities.export import ExportActivities
 from billbridge.activities.secrets import SecretError
 from billbridge.activities.store import Store
+from billbridge.core.breakdown import TAX_KEY_PREFIX
 from billbridge.core.config import Settings
 from billbridge.core.errors import ExportError, ProviderItemMissing
 from billbridge.starter.commands.common import (
@@ -58,14 +59,24 @@ def parse_mappings_csv(text: str) -> dict[str, str]:
 
 
 def _check_provider_item(
-    store: Store, settings: Settings, provider_name: str, connection: str, provider_item: str
+    store: Store,
+    settings: Settings,
+    provider_name: str,
+    connection: str,
+    provider_item: str,
+    billing_item: str = "",
 ) -> bool:
     """Whether the provider has `provider_item` (or cannot say): False only when the provider
     answered that it does not. Unreachable or not yet authorized: a warning, and True, so a
     mapping can be prepared before the connection works."""
     try:
         provider = ExportActivities(store, settings).provider(provider_name, connection)
-        provider.resolve_items([provider_item])
+        # A tax: key names a tax code (QuickBooks), checked as one where the provider has them.
+        check_tax_code = getattr(provider, "resolve_tax_codes", None)
+        if billing_item.startswith(TAX_KEY_PREFIX) and check_tax_code is not None:
+            check_tax_code([provider_item])
+        else:
+            provider.resolve_items([provider_item])
     except ProviderItemMissing as err:
         print(f"billbridge: {connection}: {err}; nothing stored", file=sys.stderr)
         return False
@@ -95,7 +106,7 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                 )
                 return 2
             if not _check_provider_item(
-                store, settings, provider, args.connection, args.provider_item
+                store, settings, provider, args.connection, args.provider_item, args.billing_item
             ):
                 return 1
             store.set_mapping(args.connection, args.billing_item, args.provider_item)
@@ -147,6 +158,7 @@ def add_parser(sub: Subparsers) -> None:
     mappings.add_argument(
         "billing_item",
         nargs="?",
-        help="billing item id, adjustment:<kind>, or * for the default item (import: the CSV file)",
+        help="billing item id, adjustment:<kind>, tax:<rate>|tax:none|tax:* (a QuickBooks tax "
+        "code), or * for the default item (import: the CSV file)",
     )
     mappings.add_argument("provider_item", nargs="?", help="provider product/price id")
