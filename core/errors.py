@@ -118,6 +118,15 @@ class PlanChanged(ExportError):
     connection changed between the steps): the export plans again from the start."""
 
 
+class ProviderBalanceUnexpected(ExportError):
+    """The provider customer's balance holds amounts billbridge did not put there (a manual
+    adjustment, a credit note, a voided invoice's returned balance, ...). Stripe applies the
+    customer's whole balance when it finalizes an invoice, so finalizing would issue an amount
+    due other than the billing one: nothing is finalized until a person settles the balance in
+    Stripe, or lets the connection accept it (`connections set ... accept_stripe_balance=true`).
+    Not retried: only a person changes the balance or the setting."""
+
+
 class ProviderInvoiceMissing(ExportError):
     """The invoice an earlier attempt issued at the provider is gone there (deleted, another
     account, lost data): it may already be with the customer, so a person must decide."""
@@ -131,6 +140,7 @@ NEEDS_ATTENTION = frozenset(
         ProviderItemMissing,
         ProviderCustomerMissing,
         ProviderInvoiceMissing,
+        ProviderBalanceUnexpected,
         ProviderAuthFailed,
         ConnectionDisabled,
         ConnectionAmbiguous,
