@@ -87,7 +87,7 @@ async def test_below_minimum_invoices_followed_by_normal_ones_never_fail(
         done = []
         for n, (amount, applied) in enumerate(amounts):
             invoice = build_invoice(
-                f"inv_{cid}_{n}",
+                f"inv_bal_{cid}_{n}",
                 cid,
                 currency,
                 seats(amount),
@@ -139,7 +139,7 @@ async def test_unexpected_balance_needs_attention_until_accepted(
         customer, params={"amount": 1000, "currency": "usd", "description": "manual debit"}
     )
     invoice = build_invoice(
-        "inv_manual", "cust_1", "USD", seats("100.00"), balance_applied=Decimal("-5.00")
+        "inv_bal_manual", "cust_1", "USD", seats("100.00"), balance_applied=Decimal("-5.00")
     )
     result = await export_invoice(client, store, invoice, worker.task_queue)
 
@@ -147,20 +147,22 @@ async def test_unexpected_balance_needs_attention_until_accepted(
     assert "ProviderBalanceUnexpected" in result.reason and "10.00 USD" in result.reason
     assert "accept_stripe_balance" in result.reason
     # Nothing was issued, and billbridge left nothing on the customer's balance.
-    assert stripe_invoice(emulator, "inv_manual")["status"] == "draft"
+    assert stripe_invoice(emulator, "inv_bal_manual")["status"] == "draft"
     assert stripe_account.client.v1.customers.retrieve(customer).balance == 1000
-    assert our_transactions(stripe_account, customer, "inv_manual") == []
+    assert our_transactions(stripe_account, customer, "inv_bal_manual") == []
 
     set_connection(store, accept_stripe_balance=True)
-    await retry_export(client, "inv_manual")
-    handle = client.get_workflow_handle("export-invoice/inv_manual", result_type=ExportResult)
-    final = await export_result(handle, "inv_manual", through_attention=True)
+    await retry_export(client, "inv_bal_manual")
+    handle = client.get_workflow_handle("export-invoice/inv_bal_manual", result_type=ExportResult)
+    final = await export_result(handle, "inv_bal_manual", through_attention=True)
 
     assert final.status == ExportStatus.EXPORTED, final.reason
     assert "accept_stripe_balance" in final.reason and "DIFFERENCE" not in final.reason
-    found = stripe_invoice(emulator, "inv_manual")
+    found = stripe_invoice(emulator, "inv_bal_manual")
     assert (found["total"], found["amount_due"]) == (10000, 10000 - 500 + 1000)
-    assert [t.amount for t in our_transactions(stripe_account, customer, "inv_manual")] == [-500]
+    assert [t.amount for t in our_transactions(stripe_account, customer, "inv_bal_manual")] == [
+        -500
+    ]
 
 
 async def test_a_retry_reuses_the_balance_transaction(
@@ -174,15 +176,17 @@ async def test_a_retry_reuses_the_balance_transaction(
     # stays, and the next attempt finds and reuses it instead of crediting twice.
     emulator.add_fault(at_finalize(Fault(kind="drop")))
     invoice = build_invoice(
-        "inv_retry", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
+        "inv_bal_retry", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
     )
     result = await export_invoice(client, store, invoice, worker.task_queue)
 
     assert result.status == ExportStatus.EXPORTED, result.reason
-    found = stripe_invoice(emulator, "inv_retry")
+    found = stripe_invoice(emulator, "inv_bal_retry")
     assert (found["amount_due"], found["starting_balance"]) == (2500, -1500)
     customer = stripe_account.customer_id
-    assert [t.amount for t in our_transactions(stripe_account, customer, "inv_retry")] == [-1500]
+    assert [t.amount for t in our_transactions(stripe_account, customer, "inv_bal_retry")] == [
+        -1500
+    ]
     assert stripe_account.client.v1.customers.retrieve(customer).balance == 0
 
 
@@ -198,14 +202,14 @@ async def test_an_export_that_stops_before_finalizing_takes_its_balance_back(
     # invoice it finalizes, whoever made it).
     emulator.add_fault(at_finalize(Fault(kind="status", status=400)))
     invoice = build_invoice(
-        "inv_refused", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
+        "inv_bal_refused", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
     )
     result = await export_invoice(client, store, invoice, worker.task_queue)
 
     assert result.status == ExportStatus.FAILED
-    assert stripe_invoice(emulator, "inv_refused")["status"] == "draft"
+    assert stripe_invoice(emulator, "inv_bal_refused")["status"] == "draft"
     customer = stripe_account.customer_id
-    ours = our_transactions(stripe_account, customer, "inv_refused")
+    ours = our_transactions(stripe_account, customer, "inv_bal_refused")
     assert sorted(t.amount for t in ours) == [-1500, 1500]
     assert stripe_account.client.v1.customers.retrieve(customer).balance == 0
 
@@ -219,15 +223,15 @@ async def test_leave_as_draft_puts_nothing_on_the_balance(
 ) -> None:
     set_connection(store, leave_as_draft=True)
     invoice = build_invoice(
-        "inv_left", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
+        "inv_bal_left", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
     )
     result = await export_invoice(client, store, invoice, worker.task_queue)
 
     assert result.status == ExportStatus.EXPORTED
     assert "left as a draft" in result.reason and "15.00" in result.reason
-    assert stripe_invoice(emulator, "inv_left")["status"] == "draft"
+    assert stripe_invoice(emulator, "inv_bal_left")["status"] == "draft"
     customer = stripe_account.customer_id
-    assert our_transactions(stripe_account, customer, "inv_left") == []
+    assert our_transactions(stripe_account, customer, "inv_bal_left") == []
     assert stripe_account.client.v1.customers.retrieve(customer).balance == 0
 
 
@@ -243,19 +247,19 @@ async def test_a_balance_changed_during_finalization_is_exported_and_shown(
     emulator.add_fault(at_finalize(Fault(kind="delay", seconds=2.0)))
     customer = stripe_account.customer_id
     invoice = build_invoice(
-        "inv_raced", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
+        "inv_bal_raced", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
     )
     handle = await start_export(client, store_invoice_id(store, invoice), worker.task_queue)
-    await wait_for(lambda: our_transactions(stripe_account, customer, "inv_raced"))
+    await wait_for(lambda: our_transactions(stripe_account, customer, "inv_bal_raced"))
     stripe_account.client.v1.customers.balance_transactions.create(
         customer, params={"amount": 700, "currency": "usd", "description": "late debit"}
     )
-    result = await export_result(handle, "inv_raced")
+    result = await export_result(handle, "inv_bal_raced")
 
     assert result.status == ExportStatus.EXPORTED, result.reason
     assert "DIFFERENCE" in result.reason and "7.00 USD" in result.reason
     assert result.provider_amount_due == "32.00"
-    assert stripe_invoice(emulator, "inv_raced")["amount_due"] == 2500 + 700
+    assert stripe_invoice(emulator, "inv_bal_raced")["amount_due"] == 2500 + 700
 
 
 async def test_another_export_of_the_customer_mid_finalization_is_waited_for(
@@ -273,27 +277,27 @@ async def test_another_export_of_the_customer_mid_finalization_is_waited_for(
         params={
             "amount": -300,
             "currency": "usd",
-            "metadata": {"billbridge_invoice_id": "inv_elsewhere"},
+            "metadata": {"billbridge_invoice_id": "inv_bal_elsewhere"},
         },
     )
-    invoice = build_invoice("inv_patient", "cust_1", "USD", seats("40.00"))
+    invoice = build_invoice("inv_bal_patient", "cust_1", "USD", seats("40.00"))
     handle = await start_export(client, store_invoice_id(store, invoice), worker.task_queue)
     await wait_for(
-        lambda: any("inv_elsewhere" in a.error for a in store.list_attempts("inv_patient"))
+        lambda: any("inv_bal_elsewhere" in a.error for a in store.list_attempts("inv_bal_patient"))
     )
-    assert stripe_invoice(emulator, "inv_patient")["status"] == "draft"
+    assert stripe_invoice(emulator, "inv_bal_patient")["status"] == "draft"
     stripe_account.client.v1.customers.balance_transactions.create(
         customer,
         params={
             "amount": -other.amount,
             "currency": "usd",
-            "metadata": {"billbridge_invoice_id": "inv_elsewhere"},
+            "metadata": {"billbridge_invoice_id": "inv_bal_elsewhere"},
         },
     )
-    result = await export_result(handle, "inv_patient")
+    result = await export_result(handle, "inv_bal_patient")
 
     assert result.status == ExportStatus.EXPORTED, result.reason
-    assert stripe_invoice(emulator, "inv_patient")["amount_due"] == 4000
+    assert stripe_invoice(emulator, "inv_bal_patient")["amount_due"] == 4000
 
 
 async def test_skip_below_minimum(
@@ -305,16 +309,16 @@ async def test_skip_below_minimum(
 ) -> None:
     set_connection(store, skip_below_minimum=True)
     before = len(emulator.requests())
-    small = build_invoice("inv_tiny", "cust_1", "USD", seats("0.30"))
+    small = build_invoice("inv_bal_tiny", "cust_1", "USD", seats("0.30"))
     skipped = await export_invoice(client, store, small, worker.task_queue)
 
     assert skipped.status == ExportStatus.NOT_EXPORTED
     assert "below Stripe's minimum charge 0.50" in skipped.reason
     assert [r for r in emulator.requests()[before:] if r.method != "GET"] == []
-    normal = build_invoice("inv_normal", "cust_1", "USD", seats("0.50"))
+    normal = build_invoice("inv_bal_normal", "cust_1", "USD", seats("0.50"))
     exported = await export_invoice(client, store, normal, worker.task_queue)
     assert exported.status == ExportStatus.EXPORTED
-    assert stripe_invoice(emulator, "inv_normal")["amount_due"] == 50
+    assert stripe_invoice(emulator, "inv_bal_normal")["amount_due"] == 50
 
 
 def test_ledger_reading_tells_expected_from_unexpected() -> None:
@@ -332,9 +336,9 @@ def test_ledger_reading_tells_expected_from_unexpected() -> None:
     )
     now = 10_000
     ledger = [  # newest first
-        txn("t6", -500, "adjustment", now - 5, owner="inv_me"),
-        txn("t5", -200, "adjustment", now - 10, owner="inv_busy"),
-        txn("t4", 100, "adjustment", now - 7200, owner="inv_stale"),
+        txn("t6", -500, "adjustment", now - 5, owner="inv_bal_me"),
+        txn("t5", -200, "adjustment", now - 10, owner="inv_bal_busy"),
+        txn("t4", 100, "adjustment", now - 7200, owner="inv_bal_stale"),
         txn("t3", 40, "adjustment", now - 7300),
         txn("t2", 30, "invoice_too_small", now - 8000, invoice="in_small"),
         txn("t1", 5, "adjustment", now - 9000),
@@ -343,7 +347,7 @@ def test_ledger_reading_tells_expected_from_unexpected() -> None:
     reading = read_ledger(
         balance,
         ledger,
-        invoice_id="inv_me",
+        invoice_id="inv_bal_me",
         metadata_key="billbridge_invoice_id",
         not_before=0,
         now=now,
@@ -351,9 +355,9 @@ def test_ledger_reading_tells_expected_from_unexpected() -> None:
     )
     assert (reading.own_total, reading.own_pending, reading.newest_own_id) == (-500, -500, "t6")
     assert (reading.carried, reading.carried_from) == (30, "in_small")
-    assert reading.other_exports == {"inv_busy": -200}
+    assert reading.other_exports == {"inv_bal_busy": -200}
     assert reading.other_amount == 140  # the stale export's 100 and the manual 40
-    assert any("inv_stale" in what for what, _ in reading.other)
+    assert any("inv_bal_stale" in what for what, _ in reading.other)
 
 
 def store_invoice_id(store: Store, invoice: dict[str, Any]) -> str:
