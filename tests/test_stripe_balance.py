@@ -214,6 +214,37 @@ async def test_an_export_that_stops_before_finalizing_takes_its_balance_back(
     assert stripe_account.client.v1.customers.retrieve(customer).balance == 0
 
 
+async def test_a_retry_that_finds_a_foreign_balance_takes_its_own_back(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    emulator: StripeEmulator,
+    stripe_account: StripeAccount,
+) -> None:
+    # The first attempt put its credit on the customer, then lost its finalize; before the
+    # retry (a second later, the retry policy's first interval) someone adds a debit. The next
+    # attempt waits as needs attention and takes its credit back: a waiting export leaves
+    # nothing on the customer's balance.
+    emulator.add_fault(at_finalize(Fault(kind="drop")))
+    customer = stripe_account.customer_id
+    invoice = build_invoice(
+        "inv_bal_foreign", "cust_1", "USD", seats("40.00"), balance_applied=Decimal("-15.00")
+    )
+    handle = await start_export(client, store_invoice_id(store, invoice), worker.task_queue)
+    await wait_for(lambda: our_transactions(stripe_account, customer, "inv_bal_foreign"))
+    stripe_account.client.v1.customers.balance_transactions.create(
+        customer, params={"amount": 250, "currency": "usd", "description": "manual debit"}
+    )
+    result = await export_result(handle, "inv_bal_foreign")
+
+    assert result.status == ExportStatus.NEEDS_ATTENTION, result.reason
+    assert "ProviderBalanceUnexpected" in result.reason and "2.50 USD" in result.reason
+    assert stripe_invoice(emulator, "inv_bal_foreign")["status"] == "draft"
+    ours = our_transactions(stripe_account, customer, "inv_bal_foreign")
+    assert sorted(t.amount for t in ours) == [-1500, 1500]
+    assert stripe_account.client.v1.customers.retrieve(customer).balance == 250
+
+
 async def test_leave_as_draft_puts_nothing_on_the_balance(
     client: Client,
     store: Store,

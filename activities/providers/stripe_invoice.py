@@ -636,7 +636,7 @@ class StripeInvoiceProvider:
                     )
                 if self.options.leave_as_draft:
                     return self._result(draft, plan, note=self._left_as_draft(plan))
-                balance = self._read_balance(plan)
+                balance = self._read_balance(plan, may_have_written=context.may_have_written)
                 self._check_balance(plan, balance)
                 self._apply_balance(plan, balance)
                 # Stored before the request: should it execute and its answer be lost, a later
@@ -738,13 +738,22 @@ class StripeInvoiceProvider:
 
     # -- the customer's balance ------------------------------------------------------------------
 
-    def _read_balance(self, plan: StripePlan) -> BalanceReading:
+    def _read_balance(self, plan: StripePlan, *, may_have_written: bool = True) -> BalanceReading:
         """The customer's balance, split into what billbridge expects and what it does not."""
         customer_id = plan.create_params["customer"]
         customer = self._call(
             "reading the customer's balance", self.client.v1.customers.retrieve, customer_id
         )
+        if getattr(customer, "deleted", False):
+            raise ProviderCustomerMissing(
+                f"Stripe customer {customer_id!r} was deleted while invoice {plan.invoice_id} "
+                "was being exported"
+            )
         balance = int(customer.balance or 0)
+        if not balance and (plan.balance_params is None or not may_have_written):
+            # Nothing on the balance, and no transaction of this export to find (none needed,
+            # or no earlier attempt that could have made one): the ledger need not be read.
+            return BalanceReading(customer_balance=0)
         if customer.currency not in (None, plan.currency):
             # "The credit balance is in the customer's currency"
             # (https://docs.stripe.com/billing/customer/balance): one in another currency does
