@@ -20,10 +20,10 @@ from billbridge.core.config import Settings
 from billbridge.core.messages import ExportResult, ExportStatus
 from billbridge.core.money import to_minor
 from billbridge.emulators.stripe import Fault, StripeEmulator
-from billbridge.starter.door import export_invoice, export_result, retry_export, start_export
+from billbridge.starter.door import export_invoice, export_result, start_export
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.starter.seed import seed_customer
-from conftest import StripeAccount, finalized_invoices, wait_for
+from conftest import StripeAccount, billbridge, finalized_invoices, wait_for
 
 CONNECTION = "stripe_invoice"
 # Stripe's minimum charge in minor units of the currencies used here (stripe_minimums).
@@ -151,8 +151,9 @@ async def test_unexpected_balance_needs_attention_until_accepted(
     assert stripe_account.client.v1.customers.retrieve(customer).balance == 1000
     assert our_transactions(stripe_account, customer, "inv_bal_manual") == []
 
-    set_connection(store, accept_stripe_balance=True)
-    await retry_export(client, "inv_bal_manual")
+    # The fix through the CLI signals the waiting export, which goes on by itself.
+    accepted = billbridge(worker, "connections", "set", CONNECTION, "accept_stripe_balance=true")
+    assert accepted.returncode == 0, accepted.stderr
     handle = client.get_workflow_handle("export-invoice/inv_bal_manual", result_type=ExportResult)
     final = await export_result(handle, "inv_bal_manual", through_attention=True)
 
@@ -338,7 +339,8 @@ async def test_skip_below_minimum(
     emulator: StripeEmulator,
     stripe_account: StripeAccount,
 ) -> None:
-    set_connection(store, skip_below_minimum=True)
+    done = billbridge(worker, "connections", "set", CONNECTION, "skip_below_minimum=true")
+    assert done.returncode == 0, done.stderr
     before = len(emulator.requests())
     small = build_invoice("inv_bal_tiny", "cust_1", "USD", seats("0.30"))
     skipped = await export_invoice(client, store, small, worker.task_queue)

@@ -23,7 +23,7 @@ from billbridge.emulators.stripe import Fault, StripeEmulator
 from billbridge.starter.door import export_invoice
 from billbridge.starter.samples import SampleLine, build_invoice
 from billbridge.starter.seed import stripe_client
-from conftest import STRIPE_TEST_KEY, StripeAccount, finalized_invoices
+from conftest import STRIPE_TEST_KEY, StripeAccount, billbridge, finalized_invoices
 
 CONNECTION = "stripe_invoice"
 LINES = [SampleLine("item_seats", "Seats", Decimal(3), Decimal("49.99"))]
@@ -134,7 +134,8 @@ async def test_send_email_off_leaves_delivery_to_the_user(
     emulator: StripeEmulator,
     stripe_account: StripeAccount,
 ) -> None:
-    set_connection(store, send_email=False)
+    done = billbridge(worker, "connections", "set", CONNECTION, "send_email=false")
+    assert done.returncode == 0, done.stderr
     invoice = build_invoice("inv_dlv_quiet", "cust_1", "USD", LINES)
     result = await export_invoice(client, store, invoice, worker.task_queue)
 

@@ -347,12 +347,18 @@ def _outcome_notes(invoice: Any, plan: StripePlan, balance: BalanceReading | Non
             f"includes other customer balance accepted by accept_stripe_balance "
             f"({balance.describe_other(money)})"
         )
-    if difference != explained:
-        starting = int(invoice.starting_balance or 0)
+    starting = money(int(invoice.starting_balance or 0))
+    if balance is None and difference:
+        # Finalized by an earlier attempt, whose reading of the balance is gone.
         notes.append(
-            f"DIFFERENCE: Stripe's amount due differs from the billing amount due by "
-            f"{money(difference - explained)}{' more' if balance is not None else ''} (Stripe "
-            f"applied a starting balance of {money(starting)} at finalization)"
+            f"includes {money(difference)} of customer balance Stripe applied at finalization "
+            f"(starting balance {starting}, finalized by an earlier attempt)"
+        )
+    elif difference != explained:
+        notes.append(
+            f"DIFFERENCE: Stripe's amount due differs by {money(difference - explained)} from "
+            "what billbridge expected (the customer's balance changed while it finalized; "
+            f"Stripe applied a starting balance of {starting})"
         )
     if carried_out:
         notes.append(
@@ -636,7 +642,7 @@ class StripeInvoiceProvider:
                     )
                 if self.options.leave_as_draft:
                     return self._result(draft, plan, note=self._left_as_draft(plan))
-                balance = self._read_balance(plan, may_have_written=context.may_have_written)
+                balance = self._read_balance(plan)
                 self._check_balance(plan, balance)
                 self._apply_balance(plan, balance)
                 # Stored before the request: should it execute and its answer be lost, a later
@@ -738,7 +744,7 @@ class StripeInvoiceProvider:
 
     # -- the customer's balance ------------------------------------------------------------------
 
-    def _read_balance(self, plan: StripePlan, *, may_have_written: bool = True) -> BalanceReading:
+    def _read_balance(self, plan: StripePlan) -> BalanceReading:
         """The customer's balance, split into what billbridge expects and what it does not."""
         customer_id = plan.create_params["customer"]
         customer = self._call(
@@ -750,9 +756,9 @@ class StripeInvoiceProvider:
                 "was being exported"
             )
         balance = int(customer.balance or 0)
-        if not balance and (plan.balance_params is None or not may_have_written):
-            # Nothing on the balance, and no transaction of this export to find (none needed,
-            # or no earlier attempt that could have made one): the ledger need not be read.
+        if not balance and plan.balance_params is None:
+            # Nothing on the balance, and no transaction of this export to find or make: the
+            # ledger need not be read.
             return BalanceReading(customer_balance=0)
         if customer.currency not in (None, plan.currency):
             # "The credit balance is in the customer's currency"
