@@ -811,11 +811,11 @@ class StripeInvoiceProvider:
     def _apply_balance(self, plan: StripePlan, balance: BalanceReading) -> None:
         """Create this invoice's balance transaction, just before finalizing: unless an earlier
         attempt made it already (then it is reused)."""
-        wanted = int(plan.balance_params["amount"]) if plan.balance_params is not None else 0
-        missing = wanted - balance.own_total
+        if plan.balance_params is None:
+            return
+        missing = int(plan.balance_params["amount"]) - balance.own_total
         if not missing:
             return
-        assert plan.balance_params is not None
         # Under its first key unless an earlier one was withdrawn: a new key then, or Stripe
         # would answer from its cache with the withdrawn transaction (for 24 hours).
         step = f"balance-after-{balance.newest_own_id}" if balance.newest_own_id else "balance"
