@@ -27,6 +27,7 @@ from billbridge.activities.providers.base import (
     PushContext,
     check_plan,
 )
+from billbridge.activities.providers.stripe_minimums import below_minimum_charge, minimum_charge
 from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store import Store
 from billbridge.core import activity_names as names
@@ -722,6 +723,14 @@ def _skipped_by_connection(invoice: Invoice, config: ConnectionConfig) -> str:
         return (
             f"total {invoice.total} is below the minimum amount {settings.minimum_amount} of "
             f"connection {config.connection_id}"
+        )
+    # Only a Stripe setting (ConnectionSettings.applies_to): Stripe would mark such an invoice
+    # paid and carry its amount to the customer's balance (activities/providers/stripe_minimums).
+    if settings.skip_below_minimum and below_minimum_charge(invoice.amount_due, invoice.currency):
+        return (
+            f"amount due {invoice.amount_due} {invoice.currency.upper()} is below Stripe's "
+            f"minimum charge {minimum_charge(invoice.currency)} (skip_below_minimum of "
+            f"connection {config.connection_id})"
         )
     return ""
 

@@ -42,6 +42,24 @@ class ConnectionSettings(BaseModel):
         ),
         json_schema_extra={"providers": ["stripe_invoice"]},
     )
+    accept_stripe_balance: bool = Field(
+        default=False,
+        description="finalize even when the Stripe customer's balance holds amounts billbridge "
+        "did not put there (Stripe applies the whole balance); the difference is reported",
+        json_schema_extra={"providers": ["stripe_invoice"]},
+    )
+    skip_below_minimum: bool = Field(
+        default=False,
+        description="do not export invoices whose amount due is below Stripe's minimum charge "
+        "(Stripe would mark them paid and carry the amount to the customer's balance)",
+        json_schema_extra={"providers": ["stripe_invoice"]},
+    )
+    send_email: bool = Field(
+        default=True,
+        description="with collection_method=send_invoice, have Stripe e-mail each finalized "
+        "invoice to the customer (POST /v1/invoices/{id}/send)",
+        json_schema_extra={"providers": ["stripe_invoice"]},
+    )
 
     @classmethod
     def applies_to(cls, setting: str, provider: str) -> bool:

@@ -136,6 +136,13 @@ class ProviderTotalsDiffer(ExportError):
     """The provider computed a total or tax that differs from the billing invoice (its tax
     settings or the mapped tax codes): nothing is kept at the provider, the message names the
     difference. Not retried; the export waits until a mapping or setting is changed."""
+class ProviderBalanceUnexpected(ExportError):
+    """The provider customer's balance holds amounts billbridge did not put there (a manual
+    adjustment, a credit note, a voided invoice's returned balance, ...). Stripe applies the
+    customer's whole balance when it finalizes an invoice, so finalizing would issue an amount
+    due other than the billing one: nothing is finalized until a person settles the balance in
+    Stripe, or lets the connection accept it (`connections set ... accept_stripe_balance=true`).
+    Not retried: only a person changes the balance or the setting."""
 
 
 class ProviderInvoiceMissing(ExportError):
@@ -153,6 +160,7 @@ NEEDS_ATTENTION = frozenset(
         ProviderInvoiceMissing,
         ProviderSetupNeeded,
         ProviderTotalsDiffer,
+        ProviderBalanceUnexpected,
         ProviderAuthFailed,
         AmountNotChargeable,
         ConnectionDisabled,

@@ -62,7 +62,9 @@ def test_customers_mappings_and_dry_run_write_nothing_to_stripe(
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     paths = [request["path"] for request in plan["requests"]]
-    assert paths[0] == "/v1/invoices" and paths[-1].endswith("/finalize")
+    # Finalized, then sent to the customer (send_invoice with send_email, the default).
+    assert paths[0] == "/v1/invoices" and paths[-2].endswith("/finalize")
+    assert paths[-1].endswith("/send")
     assert all(request["idempotency_key"].startswith("billbridge-") for request in plan["requests"])
     assert [r for r in emulator.requests() if r.method == "POST"] == writes_before
 

@@ -682,7 +682,10 @@ def test_stripe_balance_applied() -> None:
     }
     assert (plan.total_minor, plan.amount_due_minor) == (1000, 750)
     paths = [request["path"] for request in plan.requests()]
-    assert paths[1] == "/v1/customers/cus_stripe/balance_transactions"
+    # Created just before finalizing (after the customer's balance is read), not before the
+    # lines: an export that stops earlier leaves nothing on the customer's balance.
+    finalize = paths.index("/v1/invoices/{draft_invoice_id}/finalize")
+    assert paths[finalize - 1] == "/v1/customers/cus_stripe/balance_transactions"
 
 
 @pytest.mark.parametrize(

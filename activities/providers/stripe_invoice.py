@@ -40,6 +40,7 @@ from billbridge.activities.providers.base import (
     heartbeat_running_activity,
     provider_request_timeout,
 )
+from billbridge.activities.providers.stripe_balance import BalanceReading, read_ledger
 from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
 from billbridge.core.connections import ConnectionSettings
@@ -47,6 +48,7 @@ from billbridge.core.errors import (
     AmountNotChargeable,
     ExportError,
     ProviderAuthFailed,
+    ProviderBalanceUnexpected,
     ProviderCustomerMissing,
     ProviderInvoiceMissing,
     ProviderItemMissing,
@@ -132,6 +134,8 @@ class StripePlan(Plan):
             billing(self.total_minor, self.total_rounding),
             billing(self.amount_due_minor, self.amount_due_rounding),
         )
+    # Whether Stripe e-mails the finalized invoice (send_invoice, send_email, not a draft).
+    deliver: bool = False
 
     def batches(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         for start in range(0, len(self.lines), ADD_LINES_BATCH):
@@ -147,16 +151,6 @@ class StripePlan(Plan):
                 "params": self.create_params,
             }
         ]
-        if self.balance_params is not None:
-            customer = self.create_params["customer"]
-            out.append(
-                {
-                    "method": "POST",
-                    "path": f"/v1/customers/{customer}/balance_transactions",
-                    "idempotency_key": idempotency_key(self.invoice_id, "balance"),
-                    "params": self.balance_params,
-                }
-            )
         for number, batch in self.batches():
             out.append(
                 {
@@ -164,6 +158,18 @@ class StripePlan(Plan):
                     "path": f"/v1/invoices/{draft}/add_lines",
                     "idempotency_key": idempotency_key(self.invoice_id, f"lines-{number}"),
                     "params": {"lines": batch},
+                }
+            )
+        if self.balance_params is not None:
+            # Created just before finalizing (after the customer's balance was read), so an
+            # export that stops earlier leaves nothing on the customer's balance.
+            customer = self.create_params["customer"]
+            out.append(
+                {
+                    "method": "POST",
+                    "path": f"/v1/customers/{customer}/balance_transactions",
+                    "idempotency_key": idempotency_key(self.invoice_id, "balance"),
+                    "params": self.balance_params,
                 }
             )
         out.append(
@@ -174,6 +180,15 @@ class StripePlan(Plan):
                 "params": {"auto_advance": False},
             }
         )
+        if self.deliver:
+            out.append(
+                {
+                    "method": "POST",
+                    "path": f"/v1/invoices/{draft}/send",
+                    "idempotency_key": idempotency_key(self.invoice_id, "send"),
+                    "params": {},
+                }
+            )
         return out
 
 
@@ -466,20 +481,79 @@ def translate_stripe_error(err: stripe.StripeError, doing: str) -> ExportError:
     return ProviderRejected(message)
 
 
-def _carried_to_balance(invoice: Any, plan: StripePlan) -> int:
+def _money(currency: str) -> Any:
+    """Stripe minor units -> "12.30 USD" (stripe_currencies: ISK 1805600 -> "18056 ISK")."""
+    return lambda minor: f"{_billing_text(int(minor), currency)} {currency.upper()}"
+
+
+def _carried_to_balance(invoice: Any) -> int:
     """What Stripe moved to the customer's balance instead of charging it on this invoice.
 
-    Stripe's amount due is total + starting_balance - ending_balance. When the amount due is
-    below Stripe's minimum charge, Stripe marks the invoice paid and carries the amount to the
-    customer's balance (ending_balance > 0); the money is still owed, on the next invoice. Only
-    that case counts, and only when the starting balance is exactly the one billbridge applied.
+    Below Stripe's minimum charge "the invoice is automatically marked paid, and we add the
+    amount due to the customer's credit balance which is applied to the next invoice"
+    (https://docs.stripe.com/api/invoices/object): amount_due 0, the amount in ending_balance
+    (a debit, > 0). The money is still owed, on the next invoice.
     """
-    starting = invoice.starting_balance or 0
     ending = invoice.ending_balance or 0
-    applied = plan.amount_due_minor - plan.total_minor
-    if invoice.amount_due == 0 and ending > 0 and starting == applied:
-        return int(ending)
-    return 0
+    return int(ending) if invoice.amount_due == 0 and ending > 0 else 0
+
+
+def _outcome_notes(invoice: Any, plan: StripePlan, balance: BalanceReading | None) -> list[str]:
+    """What the finalized Stripe invoice holds that the billing invoice does not, in words.
+
+    Stripe owes nothing to billbridge's plan once it finalized: the invoice is the outcome. Its
+    amount owed is amount_due plus what it carried to the balance; the difference from the
+    billing amount due is explained by what the balance held (read before finalizing, or, for
+    an invoice an earlier attempt finalized, by its starting_balance).
+    """
+    money = _money(plan.currency)
+    notes: list[str] = []
+    if invoice.total != plan.total_minor:
+        notes.append(
+            f"DIFFERENCE: Stripe's total is {money(invoice.total)}, the billing total "
+            f"{money(plan.total_minor)}"
+        )
+    carried_out = _carried_to_balance(invoice)
+    owed = int(invoice.amount_due) + carried_out
+    difference = owed - plan.amount_due_minor - (invoice.total - plan.total_minor)
+    explained = 0
+    if balance is not None and balance.carried:
+        explained += balance.carried
+        notes.append(
+            f"includes {money(balance.carried)} that Stripe carried to the customer's balance "
+            f"from billbridge's earlier invoice {balance.carried_from} (below Stripe's minimum "
+            "charge)"
+        )
+    if balance is not None and balance.other:
+        explained += balance.other_amount
+        notes.append(
+            f"includes other customer balance accepted by accept_stripe_balance "
+            f"({balance.describe_other(money)})"
+        )
+    starting = money(int(invoice.starting_balance or 0))
+    if balance is None and difference:
+        # Finalized by an earlier attempt, whose reading of the balance is gone.
+        notes.append(
+            f"includes {money(difference)} of customer balance Stripe applied at finalization "
+            f"(starting balance {starting}, finalized by an earlier attempt)"
+        )
+    elif difference != explained:
+        notes.append(
+            f"DIFFERENCE: Stripe's amount due differs by {money(difference - explained)} from "
+            "what billbridge expected (the customer's balance changed while it finalized; "
+            f"Stripe applied a starting balance of {starting})"
+        )
+    if carried_out:
+        notes.append(
+            f"Stripe carried {money(carried_out)} to the customer's balance (below its minimum "
+            "charge); it is due on the next invoice"
+        )
+    if difference or invoice.total != plan.total_minor:
+        notes.insert(
+            0,
+            f"Stripe amount due {money(owed)} vs billing {money(plan.amount_due_minor)}",
+        )
+    return notes
 
 
 class DeadlineHTTPClient(stripe.HTTPClient):
@@ -730,6 +804,9 @@ class StripeInvoiceProvider:
             total_rounding=amounts.total_rounding(breakdown),
             amount_due_rounding=amounts.amount_due_rounding(breakdown),
             rounding_note=amounts.note(breakdown),
+            deliver=self.options.collection_method == "send_invoice"
+            and self.options.send_email
+            and not self.options.leave_as_draft,
         )
 
     # -- push (I/O, idempotent) ------------------------------------------------------------------
@@ -746,37 +823,31 @@ class StripeInvoiceProvider:
     def _push(self, plan: StripePlan, context: PushContext) -> PushResult:
         invoices = self.client.v1.invoices
         draft, fresh = self._draft(plan, context)
+        balance: BalanceReading | None = None
         if draft.status == "draft":
             context.remember_external_id(draft.id)
-            if plan.balance_params is not None:
-                self._apply_balance(plan)
             try:
                 updated = self._add_missing_lines(plan, draft, fresh=fresh)
                 draft = updated or self._call("reading the draft", invoices.retrieve, draft.id)
                 if draft.total != plan.total_minor:
+                    self._withdraw_balance(plan)
                     raise TotalMismatch(
                         f"Stripe draft {draft.id} totals {draft.total}, billing total is "
                         f"{plan.total_minor} minor units; the draft is left unfinalized"
                     )
                 if self.options.leave_as_draft:
-                    # The customer balance, if any, applies when someone finalizes it in Stripe.
-                    return self._result(draft, plan, note="left as a draft (leave_as_draft)")
+                    return self._result(draft, plan, note=self._left_as_draft(plan))
+                balance = self._read_balance(plan)
+                self._check_balance(plan, balance)
+                self._apply_balance(plan, balance)
                 # Stored before the request: should it execute and its answer be lost, a later
                 # attempt must know this invoice may have been issued.
                 context.remember_issued(draft.id, self._invoice_url(draft.id))
-                draft = self._call(
-                    "finalizing the invoice",
-                    invoices.finalize_invoice,
-                    draft.id,
-                    # With charge_automatically, auto_advance lets Stripe collect the payment.
-                    params={
-                        "auto_advance": self.options.collection_method == "charge_automatically"
-                    },
-                    options={"idempotency_key": _draft_key(plan, draft, "finalize")},
-                )
+                draft = self._finalize(plan, draft)
             except StripeObjectMissing as err:
                 # Deleted while we built it: nothing was issued (finalizing a missing draft
-                # fails). The next attempt finds it gone and starts a new one.
+                # fails). The next attempt finds it gone and starts over; the balance
+                # transaction, if one was made, is found and reused then.
                 raise ProviderUnavailable(
                     f"Stripe draft {draft.id} of invoice {plan.invoice_id} disappeared while it "
                     f"was being built ({err}); the next attempt starts over"
@@ -789,20 +860,76 @@ class StripeInvoiceProvider:
             raise ProviderRejected(
                 f"Stripe invoice {draft.id} for {plan.invoice_id} is {draft.status}"
             )
-        note = ""
-        carried = _carried_to_balance(draft, plan)
-        if carried:
-            note = (
-                f"Stripe carried {_billing_text(carried, plan.currency)} "
-                f"{plan.currency.upper()} to the customer's balance (below its minimum charge); "
-                "it is due on the next invoice"
+        # From here on the invoice is issued and Stripe owns it: whatever it holds is the
+        # export's outcome, never a failure; differences are recorded in the note.
+        notes = _outcome_notes(draft, plan, balance)
+        notes.append(self._deliver(plan, draft))
+        return self._result(draft, plan, note="; ".join(n for n in notes if n))
+
+    def _finalize(self, plan: StripePlan, draft: Any) -> Any:
+        """Finalize; an export that stops here for good takes its balance transaction back."""
+        try:
+            return self._write(
+                "finalizing the invoice",
+                self.client.v1.invoices.finalize_invoice,
+                draft.id,
+                key=_draft_key(plan, draft, "finalize"),
+                # A 500 Stripe keeps under the key: the invoice's status says whether it was
+                # finalized all the same.
+                written=lambda: self._call(
+                    "reading the invoice", self.client.v1.invoices.retrieve, draft.id
+                ).status
+                != "draft",
+                # With charge_automatically, auto_advance lets Stripe collect the payment. With
+                # send_invoice billbridge sends the e-mail itself (_deliver), exactly once:
+                # auto_advance would also have Stripe e-mail it "depending on your settings"
+                # (https://docs.stripe.com/invoicing/integration/automatic-advancement-
+                # collection), a second e-mail or none.
+                params={"auto_advance": self.options.collection_method == "charge_automatically"},
             )
-        if draft.total != plan.total_minor or draft.amount_due + carried != plan.amount_due_minor:
-            raise TotalMismatch(
-                f"Stripe invoice {draft.id} has total {draft.total} and amount due "
-                f"{draft.amount_due}; billing has {plan.total_minor} and {plan.amount_due_minor}"
+        except ExportError as err:
+            if not err.retryable and not isinstance(err, StripeObjectMissing):
+                self._withdraw_balance(plan)
+            raise
+
+    def _deliver(self, plan: StripePlan, invoice: Any) -> str:
+        """Have Stripe e-mail a finalized send_invoice invoice to the customer; what was done.
+
+        POST /v1/invoices/{id}/send (https://docs.stripe.com/api/invoices/send). Not for a paid
+        invoice (below the minimum charge, or paid by the balance): "Automatic advancement and
+        collection never occur on invoices that are marked uncollectible, void, or paid"
+        (https://docs.stripe.com/invoicing/integration/automatic-advancement-collection), and
+        its e-mail would bear "no reference to the payment" (the send docs). The idempotency
+        key makes a retry within Stripe's 24 hours send nothing twice.
+        """
+        if not plan.deliver:
+            if self.options.collection_method == "send_invoice":
+                return "not e-mailed (send_email is off)"
+            return ""
+        if invoice.status != "open":
+            return f"not e-mailed: Stripe marked it {invoice.status}"
+        self._call(
+            "sending the invoice",
+            self.client.v1.invoices.send_invoice,
+            invoice.id,
+            options={"idempotency_key": _draft_key(plan, invoice, "send")},
+        )
+        # The note crosses Temporal's history: no customer e-mail address in it.
+        return "e-mailed to the customer by Stripe"
+
+    def _left_as_draft(self, plan: StripePlan) -> str:
+        """leave_as_draft: nothing of the balance is left on the customer (Stripe would apply
+        it to whatever invoice it finalizes next); the note says what to add when finalizing."""
+        self._withdraw_balance(plan)
+        note = "left as a draft (leave_as_draft)"
+        if plan.balance_params is not None:
+            amount = _billing_text(int(plan.balance_params["amount"]), plan.currency)
+            note += (
+                f"; the billing invoice applied a customer balance of {amount} "
+                f"{plan.currency.upper()}: add it to the Stripe customer's balance before "
+                "finalizing the draft"
             )
-        return self._result(draft, plan, note=note)
+        return note
 
     def _result(self, invoice: Any, plan: StripePlan, *, note: str) -> PushResult:
         if plan.rounding_note:
@@ -817,6 +944,128 @@ class StripeInvoiceProvider:
             consolidated=bool(plan.consolidated_from),
             note=note,
         )
+
+    # -- the customer's balance ------------------------------------------------------------------
+
+    def _read_balance(self, plan: StripePlan) -> BalanceReading:
+        """The customer's balance, split into what billbridge expects and what it does not."""
+        customer_id = plan.create_params["customer"]
+        customer = self._call(
+            "reading the customer's balance", self.client.v1.customers.retrieve, customer_id
+        )
+        if getattr(customer, "deleted", False):
+            raise ProviderCustomerMissing(
+                f"Stripe customer {customer_id!r} was deleted while invoice {plan.invoice_id} "
+                "was being exported"
+            )
+        balance = int(customer.balance or 0)
+        if not balance and plan.balance_params is None:
+            # Nothing on the balance, and no transaction of this export to find or make: the
+            # ledger need not be read.
+            return BalanceReading(customer_balance=0)
+        if customer.currency not in (None, plan.currency):
+            # "The credit balance is in the customer's currency"
+            # (https://docs.stripe.com/billing/customer/balance): one in another currency does
+            # not apply to this invoice. UNCONFIRMED for multi-currency customers
+            # (invoice_credit_balance per currency).
+            balance = 0
+        invoices = self.client.v1.invoices
+        return read_ledger(
+            balance,
+            self._list_all(
+                "reading balance transactions",
+                self.client.v1.customers.balance_transactions.list,
+                customer_id,
+                params={"limit": 100},
+                at_most=MAX_LISTED,
+            ),
+            invoice_id=plan.invoice_id,
+            metadata_key=METADATA_INVOICE,
+            not_before=plan.not_before,
+            now=time.time(),
+            finalized_invoice=lambda invoice_id: self._call(
+                "reading an earlier invoice", invoices.retrieve, invoice_id
+            ),
+        )
+
+    def _check_balance(self, plan: StripePlan, balance: BalanceReading) -> None:
+        """Finalize only when Stripe's amount due will be the billing one, plus what billbridge
+        expects (its own earlier invoices' carried debits) or what the connection accepts."""
+        if balance.other_exports:
+            waiting = ", ".join(sorted(balance.other_exports))
+            raise ProviderUnavailable(
+                f"another export for the same Stripe customer (invoice {waiting}) has put its "
+                "balance on the customer and not finalized yet; Stripe applies the whole "
+                "balance to whichever invoice it finalizes first, so this one waits"
+            )
+        if balance.other and not self.options.accept_stripe_balance:
+            self._withdraw_balance(plan, balance)
+            money = _money(plan.currency)
+            raise ProviderBalanceUnexpected(
+                f"Stripe customer {plan.create_params['customer']} has a balance of "
+                f"{money(balance.customer_balance - balance.own_pending)} that billbridge did "
+                f"not put there ({balance.describe_other(money)}); Stripe applies the whole "
+                "balance at finalization, so the amount due would not be the billing "
+                f"{money(plan.amount_due_minor)}. Settle the balance in Stripe, or accept it "
+                "with `billbridge connections set <connection> accept_stripe_balance=true`, "
+                "then `billbridge attention retry`"
+            )
+
+    def _apply_balance(self, plan: StripePlan, balance: BalanceReading) -> None:
+        """Create this invoice's balance transaction, just before finalizing: unless an earlier
+        attempt made it already (then it is reused)."""
+        if plan.balance_params is None:
+            return
+        missing = int(plan.balance_params["amount"]) - balance.own_total
+        if not missing:
+            return
+        # Under its first key unless an earlier one was withdrawn: a new key then, or Stripe
+        # would answer from its cache with the withdrawn transaction (for 24 hours).
+        step = f"balance-after-{balance.newest_own_id}" if balance.newest_own_id else "balance"
+        wanted = balance.own_total + missing
+        created = self._write(
+            "applying the customer balance",
+            self.client.v1.customers.balance_transactions.create,
+            plan.create_params["customer"],
+            key=idempotency_key(plan.invoice_id, step),
+            # A 500 Stripe keeps under the key: the ledger says whether it was written.
+            written=lambda: self._read_balance(plan).own_total >= wanted,
+            params={**plan.balance_params, "amount": missing},
+        )
+        balance.own_total += missing
+        balance.own_pending += missing
+        balance.newest_own_id = str(created.id)
+
+    def _withdraw_balance(self, plan: StripePlan, balance: BalanceReading | None = None) -> None:
+        """Take back this invoice's balance transaction not yet applied: an export that ends
+        without finalizing leaves nothing on the customer's balance (Stripe would apply it to
+        the next invoice it finalizes). Transactions cannot be deleted, "only undo it by
+        creating a corresponding, reversing transaction" (docs.stripe.com/billing/customer/
+        balance)."""
+        if plan.balance_params is None:
+            return
+        if balance is None:
+            balance = self._read_balance(plan)
+        if not balance.own_pending or balance.newest_own_id is None:
+            return
+        self._call(
+            "withdrawing the customer balance",
+            self.client.v1.customers.balance_transactions.create,
+            plan.create_params["customer"],
+            params={
+                "amount": -balance.own_pending,
+                "currency": plan.currency,
+                "description": f"Withdrawn: not finalized ({plan.invoice_id})",
+                "metadata": {METADATA_INVOICE: plan.invoice_id},
+            },
+            options={
+                "idempotency_key": idempotency_key(
+                    plan.invoice_id, f"balance-withdraw-{balance.newest_own_id}"
+                )
+            },
+        )
+        balance.own_total -= balance.own_pending
+        balance.own_pending = 0
 
     def _invoice_url(self, invoice_id: str) -> str:
         """Where a person finds the invoice: the Dashboard, or the emulator's API."""
@@ -952,28 +1201,6 @@ class StripeInvoiceProvider:
         ]
         issued = [candidate for candidate in ours if candidate.status != "draft"]
         return (issued or ours or [None])[0]
-
-    def _apply_balance(self, plan: StripePlan) -> None:
-        assert plan.balance_params is not None
-        customer = plan.create_params["customer"]
-        transactions = self.client.v1.customers.balance_transactions
-        for txn in self._list_all(
-            "reading balance transactions",
-            transactions.list,
-            customer,
-            params={"limit": 100},
-            at_most=MAX_LISTED,
-            since=plan.not_before or None,
-        ):
-            if _metadata(txn, METADATA_INVOICE) == plan.invoice_id:
-                return
-        self._call(
-            "applying the customer balance",
-            transactions.create,
-            customer,
-            params=plan.balance_params,
-            options={"idempotency_key": idempotency_key(plan.invoice_id, "balance")},
-        )
 
     def _add_missing_lines(self, plan: StripePlan, draft: Any, *, fresh: bool) -> Any:
         """Add the lines the draft lacks; returns the invoice as the last add_lines left it."""

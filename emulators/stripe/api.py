@@ -451,6 +451,13 @@ ROUTE_TABLE: list[tuple[str, str, Obj, Handler]] = [
         _invoice(lambda s, c: s.finalize(_id(c), c.params)),
     ),
     ("POST", r"/v1/invoices/{id}/void", NO_PARAMS, _invoice(lambda s, c: s.void(_id(c)))),
+    # https://docs.stripe.com/api/invoices/send: no parameters, returns the invoice.
+    (
+        "POST",
+        r"/v1/invoices/{id}/send",
+        NO_PARAMS,
+        _invoice(lambda s, c: s.send_invoice(_id(c))),
+    ),
 ]
 
 

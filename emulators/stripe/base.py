@@ -87,6 +87,8 @@ class InvoiceRec:
     item_ids: list[str] = field(default_factory=list)
     days_until_due: int | None = None
     balance_applied: int = 0  # change to the customer's balance made at finalization
+    # The invoice e-mails Stripe would have sent the customer (the /_emulator/emails view).
+    emails: list[Obj] = field(default_factory=list)
 
 
 @dataclass

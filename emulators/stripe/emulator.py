@@ -66,6 +66,14 @@ class StripeEmulator(EmulatorService[LoggedRequest]):
         """Every invoice (oldest first) as the API renders it, with all lines embedded."""
         return self.store.all_invoices()
 
+    def emails(self) -> list[dict[str, Any]]:
+        """Every invoice e-mail Stripe would have sent (oldest first; also ``GET
+        /_emulator/emails``): by ``POST /v1/invoices/{id}/send`` (``via: send``) or by
+        ``auto_advance`` at finalization (``via: auto_advance``)."""
+        with self.store.lock:
+            sent = [dict(e) for r in self.store.invoices.values() for e in r.emails]
+        return sorted(sent, key=lambda email: email["at"])
+
     def forget_invoice(self, invoice_id: str) -> None:
         """Lose an invoice whatever its state (also ``DELETE /_emulator/invoices/{id}``): what a
         test-mode data deletion or a switched account looks like to a client. Through the API,
