@@ -136,6 +136,8 @@ class ProviderTotalsDiffer(ExportError):
     """The provider computed a total or tax that differs from the billing invoice (its tax
     settings or the mapped tax codes): nothing is kept at the provider, the message names the
     difference. Not retried; the export waits until a mapping or setting is changed."""
+
+
 class ProviderBalanceUnexpected(ExportError):
     """The provider customer's balance holds amounts billbridge did not put there (a manual
     adjustment, a credit note, a voided invoice's returned balance, ...). Stripe applies the

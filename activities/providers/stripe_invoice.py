@@ -134,6 +134,7 @@ class StripePlan(Plan):
             billing(self.total_minor, self.total_rounding),
             billing(self.amount_due_minor, self.amount_due_rounding),
         )
+
     # Whether Stripe e-mails the finalized invoice (send_invoice, send_email, not a draft).
     deliver: bool = False
 
@@ -876,10 +877,12 @@ class StripeInvoiceProvider:
                 key=_draft_key(plan, draft, "finalize"),
                 # A 500 Stripe keeps under the key: the invoice's status says whether it was
                 # finalized all the same.
-                written=lambda: self._call(
-                    "reading the invoice", self.client.v1.invoices.retrieve, draft.id
-                ).status
-                != "draft",
+                written=lambda: (
+                    self._call(
+                        "reading the invoice", self.client.v1.invoices.retrieve, draft.id
+                    ).status
+                    != "draft"
+                ),
                 # With charge_automatically, auto_advance lets Stripe collect the payment. With
                 # send_invoice billbridge sends the e-mail itself (_deliver), exactly once:
                 # auto_advance would also have Stripe e-mail it "depending on your settings"

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from billbridge.core.money import from_minor
+from billbridge.activities.providers.stripe_currencies import from_stripe_minor
 
-# Minor units of each currency (lower case, as Stripe spells currencies).
+# Stripe's minor units of each currency (stripe_currencies; lower case, as Stripe spells them).
 MINIMUM_CHARGE_MINOR: dict[str, int] = {
     "usd": 50,
     "aed": 200,
@@ -60,7 +60,7 @@ def minimum_charge_minor(currency: str) -> int:
 def minimum_charge(currency: str) -> Decimal | None:
     """Stripe's minimum charge as a decimal amount of the currency; None when unknown."""
     minor = minimum_charge_minor(currency)
-    return from_minor(minor, currency) if minor else None
+    return from_stripe_minor(minor, currency) if minor else None
 
 
 def below_minimum_charge(amount_due: Decimal, currency: str) -> bool:
