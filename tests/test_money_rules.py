@@ -8,6 +8,7 @@ asserts the exact outcome: the lines and amounts, or the error type and its whol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from billbridge.activities.oauth import OAuthGrant
 from billbridge.activities.providers.base import ConnectionConfig, Plan, check_plan
 from billbridge.activities.providers.quickbooks import QuickBooksInvoiceProvider, QuickBooksPlan
+from billbridge.activities.providers.quickbooks_tax import Company
 from billbridge.activities.providers.stripe_invoice import (
     DEFAULT_DAYS_UNTIL_DUE,
     DUE_DATE_MARGIN,
@@ -726,6 +728,13 @@ class StoredGrant:
         raise AssertionError("plan must not refresh the grant")
 
 
+US_COMPANY = Company(
+    country="US",
+    home_currency="USD",
+    multicurrency=True,
+    automated_sales_tax=True,
+    using_sales_tax=True,
+)
 GRANT = OAuthGrant("client", "secret", "access", "refresh", 0.0, 3600.0, company_id="realm_1")
 
 
@@ -734,12 +743,17 @@ def quickbooks_plan(inv: Invoice) -> QuickBooksPlan:
         "quickbooks", api_key=None, settings=ConnectionSettings(), credentials=StoredGrant(GRANT)
     )
     provider = QuickBooksInvoiceProvider.from_settings(Settings(), config)
+    # What resolve_more_mappings reads before planning: a US company with automated sales tax and
+    # multicurrency on (the cases below are in several currencies).
+    provider._company = (math.inf, US_COMPANY)
     breakdown = break_down(inv, inv.line_items)
     items = {key: f"qb_{key}" for key in breakdown.mapping_keys()}
     plan = provider.plan(inv, breakdown, items, "qb_customer", NOW.timestamp())
     check_plan(plan, breakdown)
     sent = sum((D(repr(x["Amount"])) for x in plan.body["Line"]), D(0))
-    assert sent == inv.total  # every Amount is sent as the exact Decimal
+    # Every Amount is sent as the exact Decimal; tax goes on QuickBooks' tax fields.
+    tax = D(repr(plan.body.get("TxnTaxDetail", {}).get("TotalTax", 0)))
+    assert sent + tax == inv.total
     return plan
 
 
@@ -779,14 +793,14 @@ def test_quickbooks_adjustment_lines_are_amounts() -> None:
         (-1.0, 1, -1.0),
         (5.0, 2, 2.5),
         (-5.0, 1, -5.0),
-        (0.41, 1, 0.41),
     ]
     assert [x["SalesItemLineDetail"]["ItemRef"]["value"] for x in body["Line"]][1:] == [
         "qb_adjustment:discount",
         "qb_item_api",
         "qb_adjustment:credits",
-        "qb_adjustment:tax",
     ]
+    # The tax is the automated-sales-tax override, not an item line.
+    assert body["TxnTaxDetail"]["TotalTax"] == 0.41
 
 
 def test_quickbooks_zero_decimal_currency() -> None:
