@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billbridge.activities.providers.stripe_currencies import from_stripe_minor
+from billbridge.activities.providers.stripe_currencies import billing_text
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.messages import ExportResult, ExportStatus
@@ -236,8 +236,8 @@ def _check(
         # (ending_balance) and is collected on the next invoice: it is still due.
         carried = max(found.ending_balance or 0, 0) if found.amount_due == 0 else 0
         # Stripe's minor units, not ISO 4217's (ISK: two decimals at Stripe, none in ISO).
-        row.provider_total = str(from_stripe_minor(found.total, spec.currency))
-        row.provider_amount_due = str(from_stripe_minor(found.amount_due + carried, spec.currency))
+        row.provider_total = billing_text(found.total, spec.currency)
+        row.provider_amount_due = billing_text(found.amount_due + carried, spec.currency)
         row.ok = row.ok and found.status == ("open" if found.amount_due else "paid")
     row.ok = row.ok and (
         Decimal(row.provider_total) == Decimal(row.billing_total)

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from billbridge.core.money import InexactAmountError, format_amount
+
 CURRENCIES_DOC = "https://docs.stripe.com/currencies"
 
 ZERO_DECIMAL = frozenset(
@@ -139,3 +141,13 @@ def check_chargeable(units: int, currency: str, what: str) -> None:
             f"{what} {amount} {currency.upper()} ({units} in Stripe's minor units) cannot be "
             f"charged: {rule(currency)}"
         )
+
+
+def billing_text(units: int, currency: str) -> str:
+    """An amount Stripe reports (its minor units) as the billing system writes it (ISO 4217
+    decimals: ISK 1805600 -> "18056"); an amount finer than that is shown as it is."""
+    amount = from_stripe_minor(units, currency)
+    try:
+        return format_amount(amount, currency)
+    except InexactAmountError:
+        return str(amount)

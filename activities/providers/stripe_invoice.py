@@ -61,7 +61,7 @@ from billbridge.core.errors import (
 )
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Customer, Invoice
-from billbridge.core.money import InexactAmountError, format_amount, from_minor, to_minor
+from billbridge.core.money import InexactAmountError, from_minor, to_minor
 
 # Stripe refuses more than 250 invoice items on one invoice (API changelog 2016-02-22). Larger
 # billing invoices are consolidated: lines with the same item, kind and period become one line.
@@ -484,7 +484,9 @@ def translate_stripe_error(err: stripe.StripeError, doing: str) -> ExportError:
 
 def _money(currency: str) -> Any:
     """Stripe minor units -> "12.30 USD" (stripe_currencies: ISK 1805600 -> "18056 ISK")."""
-    return lambda minor: f"{_billing_text(int(minor), currency)} {currency.upper()}"
+    return lambda minor: (
+        f"{stripe_currencies.billing_text(int(minor), currency)} {currency.upper()}"
+    )
 
 
 def _carried_to_balance(invoice: Any) -> int:
@@ -926,7 +928,9 @@ class StripeInvoiceProvider:
         self._withdraw_balance(plan)
         note = "left as a draft (leave_as_draft)"
         if plan.balance_params is not None:
-            amount = _billing_text(int(plan.balance_params["amount"]), plan.currency)
+            amount = stripe_currencies.billing_text(
+                int(plan.balance_params["amount"]), plan.currency
+            )
             note += (
                 f"; the billing invoice applied a customer balance of {amount} "
                 f"{plan.currency.upper()}: add it to the Stripe customer's balance before "
@@ -940,8 +944,8 @@ class StripeInvoiceProvider:
         return PushResult(
             external_id=invoice.id,
             external_url=invoice.hosted_invoice_url or "",
-            provider_total=_billing_text(invoice.total, plan.currency),
-            provider_amount_due=_billing_text(invoice.amount_due, plan.currency),
+            provider_total=stripe_currencies.billing_text(invoice.total, plan.currency),
+            provider_amount_due=stripe_currencies.billing_text(invoice.amount_due, plan.currency),
             provider_line_count=len(plan.lines),
             request_count=self.request_count,
             consolidated=bool(plan.consolidated_from),
@@ -1293,15 +1297,6 @@ class StripeInvoiceProvider:
             raise translate_stripe_error(err, doing) from err
         heartbeat(f"{doing}: answered")
         return result
-
-
-def _billing_text(units: int, currency: str) -> str:
-    """An amount Stripe reports (its minor units) as the billing system writes it."""
-    amount = stripe_currencies.from_stripe_minor(units, currency)
-    try:
-        return format_amount(amount, currency)
-    except InexactAmountError:  # finer than ISO 4217's minor unit: shown as it is
-        return str(amount)
 
 
 def _key_generation(key: str, generation: int) -> str:
