@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/export_throughput.py
 	$(BIN)/python bench/quickbooks_export.py
+	$(BIN)/python bench/stripe_balance.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache *.egg-info
