@@ -250,6 +250,39 @@ async def test_tax_quickbooks_computes_differently_leaves_nothing_and_needs_atte
     assert not qbo.invoices()  # created, compared, deleted again
 
 
+async def test_a_fix_made_in_quickbooks_is_not_answered_with_the_deleted_invoice(
+    client: Client, store: Store, worker: Settings, qbo: QuickBooksEmulator, customer_id: str
+) -> None:
+    """The fix is a rate edited in QuickBooks: the request body is the same, so its requestid
+    is too, and QuickBooks answers it with the invoice it created (and billbridge deleted) the
+    first time. The export must create the invoice again under a new requestid."""
+    qbo.configure_company(country="CA", multicurrency=True)
+    combined = qbo.create_tax_code("GST/QST QC", [("GST", "5"), ("QST", "9.975")])
+    store.set_mappings(CONNECTION, {"tax:*": combined})
+    link(store, "cust_ca", qbo.create_customer("Maple Inc", currency="CAD"))
+    body = payload("inv_qst_fixed", "CAD", tax="15", customer="cust_ca")
+    handle, result = await export(client, store, worker, body)
+    assert "ProviderTotalsDiffer" in result.reason
+    assert not qbo.invoices()
+
+    qbo.set_tax_rate("QST", "10")  # 5% + 10% is the 15% billing charged
+    await retry_export(client, body["id"])
+    result = await handle.result()
+
+    assert result.status == ExportStatus.EXPORTED, result.reason
+    [invoice] = ours(qbo, body["id"])
+    assert_matches_billing(invoice, body)
+    creates = [
+        r
+        for r in qbo.requests()
+        if r.method == "POST" and r.path.endswith("/invoice") and "operation" not in r.query
+    ]
+    # The first id twice (the second answered from QuickBooks' cache), then a new one.
+    assert [r.replayed for r in creates] == [False, True, False]
+    ids = [r.request_id for r in creates]
+    assert ids[0] == ids[1] != ids[2]
+
+
 async def test_foreign_currency_needs_multicurrency_then_a_customer_in_that_currency(
     client: Client, store: Store, worker: Settings, qbo: QuickBooksEmulator, customer_id: str
 ) -> None:

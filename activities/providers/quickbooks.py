@@ -120,6 +120,9 @@ ITEM_CACHE_SECONDS = 300.0
 # A company's settings change rarely (multicurrency, once on, stays on); they are read again
 # after this long, or at once after QuickBooks refuses an invoice.
 COMPANY_CACHE_SECONDS = 3600.0
+# Creates answered in a row with an invoice an earlier attempt deleted (see _push) before the
+# attempt gives up and is retried later.
+MAX_REPLAYED_DELETIONS = 3
 
 
 def request_id(invoice_id: str, step: str, body: Mapping[str, Any] | None = None) -> str:
@@ -132,6 +135,12 @@ def request_id(invoice_id: str, step: str, body: Mapping[str, Any] | None = None
     """
     content = json.dumps(body, sort_keys=True, default=str) if body is not None else ""
     digest = hashlib.sha256(f"{invoice_id}\0{step}\0{content}".encode()).hexdigest()[:40]
+    return f"bb-{digest}"
+
+
+def request_id_after(requestid: str, deleted_invoice_id: str) -> str:
+    """The requestid that follows `requestid` once the invoice it created was deleted."""
+    digest = hashlib.sha256(f"{requestid}\0{deleted_invoice_id}".encode()).hexdigest()[:40]
     return f"bb-{digest}"
 
 
@@ -790,33 +799,27 @@ class QuickBooksInvoiceProvider:
 
     def _push(self, plan: QuickBooksPlan, context: PushContext) -> PushResult:
         invoice = self._find_invoice(plan, context)
-        if invoice is None:
-            try:
-                invoice = self._call(
-                    "creating the invoice",
-                    "POST",
-                    "invoice",
-                    params={"requestid": plan.request_id},
-                    json_body=plan.body,
-                )["Invoice"]
-            except QuickBooksFault as err:
-                if err.code != "6140":  # duplicate DocNumber: ours, if an earlier attempt's
-                    # A refused invoice may come from settings changed in QuickBooks (tax,
-                    # multicurrency): the next attempt reads them again.
-                    self.forget_company()
-                    if _about_settings(err):
-                        raise ProviderSetupNeeded(
-                            f"{err} (code {err.code}); check the QuickBooks company's tax and "
-                            "currency settings and the `tax:` mappings, then `billbridge "
-                            "attention retry` (the settings are read again)"
-                        ) from err
-                    raise
-                invoice = self._find_invoice(plan, context, by_number_only=True)
-                if invoice is None:
-                    raise ProviderRejected(
-                        f"QuickBooks already has another invoice numbered "
-                        f"{plan.body.get('DocNumber')!r}: {err}"
-                    ) from err
+        requestid = plan.request_id
+        for _ in range(MAX_REPLAYED_DELETIONS):
+            if invoice is not None:
+                break
+            invoice = self._create_invoice(plan, context, requestid)
+            total = Decimal(str(invoice.get("TotalAmt", "0")))
+            problems = self._totals_problems(plan, invoice, total)
+            if not problems or self._delete_invoice(invoice):
+                break
+            # Already deleted: QuickBooks answered from its requestid cache with the invoice an
+            # earlier attempt created and deleted because its totals differed. The body is the
+            # same, so the fix was made in QuickBooks (a tax rate, a setting): the request goes
+            # again under a requestid of its own, derived from the deleted invoice's Id, so
+            # every attempt walks the same ids.
+            requestid, invoice = request_id_after(requestid, str(invoice["Id"])), None
+        else:
+            raise ProviderUnavailable(
+                f"QuickBooks answered {MAX_REPLAYED_DELETIONS} creates of invoice "
+                f"{plan.invoice_id} in a row with an invoice deleted since; trying again later"
+            )
+        assert invoice is not None
         total = Decimal(str(invoice.get("TotalAmt", "0")))
         self._check_totals(plan, invoice, total)
         # Created is issued: QuickBooks has no drafts.
@@ -838,9 +841,58 @@ class QuickBooksInvoiceProvider:
             note=note,
         )
 
+    def _create_invoice(
+        self, plan: QuickBooksPlan, context: PushContext, requestid: str
+    ) -> dict[str, Any]:
+        """POST the invoice under `requestid`; a duplicate DocNumber that is ours is found."""
+        try:
+            invoice: dict[str, Any] = self._call(
+                "creating the invoice",
+                "POST",
+                "invoice",
+                params={"requestid": requestid},
+                json_body=plan.body,
+            )["Invoice"]
+            return invoice
+        except QuickBooksFault as err:
+            if err.code != "6140":  # duplicate DocNumber: ours, if an earlier attempt's
+                # A refused invoice may come from settings changed in QuickBooks (tax,
+                # multicurrency): the next attempt reads them again.
+                self.forget_company()
+                if _about_settings(err):
+                    raise ProviderSetupNeeded(
+                        f"{err} (code {err.code}); check the QuickBooks company's tax and "
+                        "currency settings and the `tax:` mappings, then `billbridge "
+                        "attention retry` (the settings are read again)"
+                    ) from err
+                raise
+            found = self._find_invoice(plan, context, by_number_only=True)
+            if found is None:
+                raise ProviderRejected(
+                    f"QuickBooks already has another invoice numbered "
+                    f"{plan.body.get('DocNumber')!r}: {err}"
+                ) from err
+            return found
+
     def _check_totals(self, plan: QuickBooksPlan, invoice: dict[str, Any], total: Decimal) -> None:
         """QuickBooks' TotalAmt and TotalTax equal the billing total and tax, or the invoice is
         deleted again and the export needs attention, naming the difference."""
+        problems = self._totals_problems(plan, invoice, total)
+        if not problems:
+            return
+        self.forget_company()
+        self._delete_invoice(invoice)
+        raise ProviderTotalsDiffer(
+            f"QuickBooks computed invoice {plan.invoice_id} differently: {'; '.join(problems)}. "
+            f"The invoice was removed from QuickBooks again. Check the company's tax settings "
+            "and the `tax:` mappings (a tax code with several rates is computed by QuickBooks), "
+            "then `billbridge attention retry`"
+        )
+
+    def _totals_problems(
+        self, plan: QuickBooksPlan, invoice: dict[str, Any], total: Decimal
+    ) -> list[str]:
+        """How QuickBooks' TotalAmt and TxnTaxDetail.TotalTax differ from the billing ones."""
         expected_total = from_minor(plan.total_minor, plan.currency)
         expected_tax = from_minor(plan.tax_minor, plan.currency)
         tax = Decimal(str((invoice.get("TxnTaxDetail") or {}).get("TotalTax", "0")))
@@ -855,20 +907,12 @@ class QuickBooksInvoiceProvider:
                 f"TxnTaxDetail.TotalTax {tax} differs from the billing tax {expected_tax} by "
                 f"{tax - expected_tax} {plan.currency}"
             )
-        if not problems:
-            return
-        self.forget_company()
-        self._delete_invoice(invoice)
-        raise ProviderTotalsDiffer(
-            f"QuickBooks computed invoice {plan.invoice_id} differently: {'; '.join(problems)}. "
-            f"The invoice was removed from QuickBooks again. Check the company's tax settings "
-            "and the `tax:` mappings (a tax code with several rates is computed by QuickBooks), "
-            "then `billbridge attention retry`"
-        )
+        return problems
 
-    def _delete_invoice(self, invoice: dict[str, Any]) -> None:
+    def _delete_invoice(self, invoice: dict[str, Any]) -> bool:
         """`POST /invoice?operation=delete` with Id and SyncToken (developer.intuit.com,
-        Accounting API, Invoice, "Delete an invoice"); one already gone is fine."""
+        Accounting API, Invoice, "Delete an invoice"); False if it was gone already (610 Object
+        Not Found; UNCONFIRMED that QuickBooks answers a deleted invoice's delete so)."""
         try:
             self._call(
                 "deleting the invoice QuickBooks computed differently",
@@ -883,6 +927,8 @@ class QuickBooksInvoiceProvider:
         except QuickBooksFault as err:
             if err.code != "610":
                 raise
+            return False
+        return True
 
     def _invoice_url(self, invoice_id: str) -> str:
         """The invoice's page in QuickBooks Online, in the company's environment (the API host

@@ -158,6 +158,11 @@ class QuickBooksEmulator(EmulatorService[LoggedRequest]):
         with self.store.lock:
             return self.store.add_tax_code(name, [(n, Decimal(p)) for n, p in rates])
 
+    def set_tax_rate(self, rate_name: str, percent: Decimal | str) -> None:
+        """Edit a tax rate's percentage in the company, as a QuickBooks user does."""
+        with self.store.lock:
+            self.store.set_tax_rate_value(rate_name, Decimal(percent))
+
     def deactivate_tax_code(self, code_id: str) -> None:
         with self.store.lock:
             self.store.set_tax_code_active(code_id, False)

@@ -285,6 +285,13 @@ class Store:
         }
         return code_id
 
+    def set_tax_rate_value(self, rate_name: str, percent: Decimal) -> None:
+        """Change a TaxRate's RateValue, as a person editing the rate in QuickBooks does (a
+        government changes a rate; a rate set up wrong is corrected)."""
+        (rate,) = [r for r in self.tables["TaxRate"].values() if r["Name"] == rate_name]
+        rate["RateValue"] = Decimal(percent)
+        rate["SyncToken"] = str(int(rate["SyncToken"]) + 1)
+
     def set_tax_code_active(self, code_id: str, active: bool) -> None:
         self.get("TaxCode", code_id)  # 610 if unknown
         self.tables["TaxCode"][code_id]["Active"] = active
