@@ -147,6 +147,13 @@ class ProviderBalanceUnexpected(ExportError):
     Not retried: only a person changes the balance or the setting."""
 
 
+class MarketplaceWindowClosed(ExportError):
+    """The marketplace refuses usage this old (AWS `TimestampOutOfBoundsException`: older than
+    24 h, or a billing month past its 06:00 UTC cut-off on the 1st; Azure `Expired`). Not
+    retried: no retry makes the hour younger. A person decides what becomes of the hour (it
+    stays in the ledger as not delivered)."""
+
+
 class ProviderInvoiceMissing(ExportError):
     """The invoice an earlier attempt issued at the provider is gone there (deleted, another
     account, lost data): it may already be with the customer, so a person must decide."""
@@ -160,6 +167,7 @@ NEEDS_ATTENTION = frozenset(
         ProviderItemMissing,
         ProviderCustomerMissing,
         ProviderInvoiceMissing,
+        MarketplaceWindowClosed,
         ProviderSetupNeeded,
         ProviderTotalsDiffer,
         ProviderBalanceUnexpected,

@@ -1,0 +1,2 @@
+"""One module per cloud marketplace behind MarketplaceClient (base.py); the registry is
+core/marketplaces.py."""
