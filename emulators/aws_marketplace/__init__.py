@@ -1,0 +1,1 @@
+"""AWS Marketplace Metering Service emulator (BatchMeterUsage, ResolveCustomer) for issue 9."""

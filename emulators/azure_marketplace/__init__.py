@@ -1,0 +1,1 @@
+"""Azure Marketplace metering emulator (usageEvent, batchUsageEvent, Entra ID tokens)."""

@@ -1,0 +1,1 @@
+"""Google Cloud Marketplace emulator (Service Control, Partner Procurement) for issue 9."""
