@@ -15,3 +15,7 @@ RECORD_EXPORT = "record_export"
 # that started before it.
 PREPARE_EXPORT = "prepare_export"
 PUSH_PLANNED_INVOICE = "push_planned_invoice"
+
+# MarketplaceMeteringWorkflow: aggregate closed hours from the store, save the exact requests in
+# the ledger, send them, record the answers.
+REPORT_METERING_HOURS = "report_metering_hours"

@@ -1,0 +1,176 @@
+"""MarketplaceMeteringWorkflow: one customer's usage reported to its marketplace, hour by hour.
+
+Long-running, one per customer and marketplace (id `marketplace-metering/<customer id>`). After
+each hour closes, plus a grace period for late events, it has the report activity aggregate and
+report that hour (and any hours missed while workers or the marketplace were down, oldest
+first). The activity writes the exact request to the ledger before sending and resends exactly
+that on a retry, so an hour is never reported twice with different quantities; the workflow
+only carries the next hour to report.
+
+Signals: `pause` (with a reason) and `resume`; `retry` after a person fixed what it waits for;
+`stop` reports every closed hour and ends. Query: `state`. Continue-as-new before the history
+grows large, carrying its state, once every signal handler has finished.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from billbridge.core import activity_names as names
+    from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE
+    from billbridge.core.metering import HOUR, due_hours, hour_start
+    from billbridge.core.metering_messages import (
+        MeteringInput,
+        MeteringState,
+        MeteringStatus,
+        ReportHoursInput,
+        ReportHoursResult,
+    )
+    from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
+
+# Hours one report activity takes at most: a catch-up after an outage goes a day at a time.
+HOURS_PER_REPORT = 24
+
+
+def workflow_id(customer_id: str) -> str:
+    return f"marketplace-metering/{customer_id}"
+
+
+@workflow.defn
+class MarketplaceMeteringWorkflow:
+    def __init__(self) -> None:
+        self._state = MeteringState(customer_id="", marketplace="", status=MeteringStatus.METERING)
+        self._paused = False
+        self._pause_reason = ""
+        self._retry_requested = False
+        self._stop_requested = False
+
+    @workflow.query
+    def state(self) -> MeteringState:
+        return self._state
+
+    @workflow.signal
+    def pause(self, reason: str) -> None:
+        """Hold every report until `resume`; hours stay owed (the marketplace's window still
+        applies: `state` shows the oldest hour waiting)."""
+        self._paused, self._pause_reason = True, reason or "paused"
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._paused, self._pause_reason = False, ""
+
+    @workflow.signal
+    def retry(self) -> None:
+        """Sent when what the metering waits for was fixed (a subscription, a mapping)."""
+        self._retry_requested = True
+
+    @workflow.signal
+    def stop(self) -> None:
+        """Report every closed hour, then end."""
+        self._stop_requested = True
+
+    @workflow.run
+    async def run(self, params: MeteringInput) -> MeteringState:
+        self._paused, self._pause_reason = params.paused, params.pause_reason
+        next_hour = params.next_hour or hour_start(workflow.now())
+        self._state = MeteringState(
+            customer_id=params.customer_id,
+            marketplace=params.marketplace,
+            status=MeteringStatus.METERING,
+            next_hour=next_hour,
+            last_report=params.last_report,
+        )
+        grace = timedelta(seconds=params.grace_seconds)
+        while True:
+            self._show()
+            if self._stop_requested:
+                # Every closed hour, without waiting out the grace period: nothing comes after.
+                while (due := due_hours(next_hour, workflow.now(), timedelta(0))) and (
+                    self._state.status != MeteringStatus.NEEDS_ATTENTION
+                ):
+                    next_hour = await self._report(params, due[:HOURS_PER_REPORT], next_hour)
+                self._state.status = MeteringStatus.STOPPED
+                return self._state
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    params.model_copy(
+                        update={
+                            "next_hour": next_hour,
+                            "paused": self._paused,
+                            "pause_reason": self._pause_reason,
+                            "last_report": self._state.last_report,
+                        }
+                    )
+                )
+            due = [] if self._paused else due_hours(next_hour, workflow.now(), grace)
+            if due:
+                next_hour = await self._report(params, due[:HOURS_PER_REPORT], next_hour)
+                continue
+            # Asleep until the next hour is due (paused: until resumed), or a signal changes
+            # what is due.
+            wake = next_hour + HOUR + grace - workflow.now()
+            await self._sleep(None if self._paused else max(wake, timedelta(seconds=1)))
+
+    async def _report(
+        self, params: MeteringInput, hours: list[datetime], next_hour: datetime
+    ) -> datetime:
+        """Report `hours`; on a problem a person must fix, wait for `retry` and try again."""
+        while True:
+            self._retry_requested = False
+            try:
+                result: ReportHoursResult = await workflow.execute_activity(
+                    names.REPORT_METERING_HOURS,
+                    ReportHoursInput(
+                        customer_id=params.customer_id,
+                        marketplace=params.marketplace,
+                        hours=hours,
+                    ),
+                    result_type=ReportHoursResult,
+                    start_to_close_timeout=timedelta(minutes=30),
+                    heartbeat_timeout=PUSH_HEARTBEAT_TIMEOUT,
+                    retry_policy=RetryPolicy(
+                        initial_interval=timedelta(seconds=1),
+                        backoff_coefficient=2.0,
+                        maximum_interval=timedelta(minutes=5),
+                        non_retryable_error_types=NON_RETRYABLE,
+                    ),
+                )
+            except ActivityError as err:
+                cause = err.cause
+                kind = getattr(cause, "type", None)
+                if kind not in NEEDS_ATTENTION:
+                    raise
+                self._state.status = MeteringStatus.NEEDS_ATTENTION
+                self._state.reason = f"{kind}: {getattr(cause, 'message', str(cause))}"
+                self._show()
+                await workflow.wait_condition(lambda: self._retry_requested or self._stop_requested)
+                if self._stop_requested and not self._retry_requested:
+                    return next_hour
+                self._state.status, self._state.reason = MeteringStatus.METERING, ""
+                continue
+            self._state.hours_reported += len(hours)
+            self._state.last_report = result.last_report or self._state.last_report
+            self._state.next_hour = result.next_hour
+            return result.next_hour
+
+    async def _sleep(self, duration: timedelta | None) -> None:
+        """Until `duration` passes, or `stop`, `pause` or `resume` changes what is due."""
+        paused = self._paused
+        try:
+            await workflow.wait_condition(
+                lambda: self._stop_requested or self._paused != paused, timeout=duration
+            )
+        except TimeoutError:
+            pass
+
+    def _show(self) -> None:
+        if self._state.status in (MeteringStatus.NEEDS_ATTENTION, MeteringStatus.STOPPED):
+            return
+        self._state.status = MeteringStatus.PAUSED if self._paused else MeteringStatus.METERING
+        self._state.reason = self._pause_reason if self._paused else ""
