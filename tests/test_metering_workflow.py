@@ -129,8 +129,10 @@ async def test_a_pause_holds_hours_and_resume_catches_up_in_order(env: WorkflowE
     ):
         handle, first = await start(env, queue)
         await env.sleep(timedelta(hours=3))
-        before = len(market.hours)
         await handle.signal(MarketplaceMeteringWorkflow.pause, "marketplace outage")
+        # A report already under way when the signal came may still finish.
+        await env.sleep(timedelta(minutes=1))
+        before = len(market.hours)
         await env.sleep(timedelta(hours=6))
         state = await handle.query(MarketplaceMeteringWorkflow.state)
         assert state.status == MeteringStatus.PAUSED and state.reason == "marketplace outage"
@@ -168,3 +170,25 @@ async def test_not_subscribed_waits_for_a_fix_and_keeps_the_hours(env: WorkflowE
         assert market.hours == contiguous(first, len(market.hours)) and len(market.hours) >= 4
         await handle.signal(MarketplaceMeteringWorkflow.stop)
         await handle.result()
+
+
+async def test_continue_as_new_carries_the_next_hour(env: WorkflowEnvironment) -> None:
+    """Three weeks of hours outgrow one history (continue-as-new is suggested at 4,096 events):
+    the workflow continues as new, and no hour is lost or reported twice across runs."""
+    market, queue = Marketplace(), f"metering-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[MarketplaceMeteringWorkflow],
+        activities=[market.report],
+    ):
+        handle, first = await start(env, queue)
+        first_run = (await handle.describe()).run_id
+        await env.sleep(timedelta(days=21))
+        latest = env.client.get_workflow_handle_for(MarketplaceMeteringWorkflow.run, handle.id)
+        assert (await latest.describe()).run_id != first_run
+        assert market.hours == contiguous(first, len(market.hours))
+        assert len(market.hours) >= 21 * 24 - 1
+        await latest.signal(MarketplaceMeteringWorkflow.stop)
+        final: MeteringState = await latest.result()
+        assert final.status == MeteringStatus.STOPPED
