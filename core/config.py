@@ -15,6 +15,12 @@ STRIPE_API_KEY            ``stripe_api_key``              ``"sk_test_billbridge_
                                                           entry's real endpoint
                                                           (``https://api.stripe.com``, Intuit's
                                                           ``https://quickbooks.api.intuit.com``)
+<MARKETPLACE>_ENDPOINT    ``marketplace_endpoint(name)``  each marketplace's variable
+                                                          (core/marketplaces.py):
+                                                          AWS_MARKETPLACE_ENDPOINT,
+                                                          AZURE_MARKETPLACE_ENDPOINT,
+                                                          GCP_MARKETPLACE_ENDPOINT; the same rule
+                                                          as the API bases
 BILLBRIDGE_EMULATORS      ``emulators``                   ``1``: local provider emulators may
                                                           stand in for unset API bases even with
                                                           TEMPORAL_ADDRESS set; ``0``: never.
@@ -47,6 +53,7 @@ from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
 from billbridge.core.providers import DEFAULT_STRIPE_API_KEY, PROVIDER_ENTRIES, provider_entry
 
 __all__ = [
@@ -131,6 +138,10 @@ class Settings:
     # Settings (Settings(stripe_api_base=...), replace(settings, quickbooks_api_base=...)).
     # Given (not None), they win over `api_bases`; read back as attributes of the same names
     # (defined below the class). New providers use `api_bases` / `api_base(name)` only.
+    marketplace_endpoints: Mapping[str, str | None] = field(default_factory=dict)
+    """Marketplace name (core/marketplaces.py) -> its API endpoint; ``None`` = the local
+    emulator, under the same rule as `api_bases` (otherwise the real endpoint, "{region}" left
+    for the connection's region)."""
     stripe_api_base: InitVar[str | None] = None
     quickbooks_api_base: InitVar[str | None] = None
 
@@ -151,6 +162,14 @@ class Settings:
                 if bases[entry.name] is None:
                     bases[entry.name] = entry.real_url
         object.__setattr__(self, "api_bases", bases)
+        endpoints = {
+            entry.name: self.marketplace_endpoints.get(entry.name) for entry in MARKETPLACE_ENTRIES
+        }
+        if not allowed:
+            for market in MARKETPLACE_ENTRIES:
+                if endpoints[market.name] is None:
+                    endpoints[market.name] = market.real_url
+        object.__setattr__(self, "marketplace_endpoints", endpoints)
 
     @classmethod
     def from_env(
@@ -177,6 +196,9 @@ class Settings:
             database_url=_get(env, "DATABASE_URL") or f"sqlite:///{data_dir}/billbridge.db",
             stripe_api_key=_get(env, "STRIPE_API_KEY") or DEFAULT_STRIPE_API_KEY,
             api_bases={entry.name: _get(env, entry.api_base_env) for entry in PROVIDER_ENTRIES},
+            marketplace_endpoints={
+                entry.name: _get(env, entry.endpoint_env) for entry in MARKETPLACE_ENTRIES
+            },
             quickbooks_client_id=_get(env, "QUICKBOOKS_CLIENT_ID"),
             quickbooks_client_secret=_get(env, "QUICKBOOKS_CLIENT_SECRET"),
             task_queue=_get(env, "BILLBRIDGE_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
@@ -191,6 +213,10 @@ class Settings:
     def api_base(self, provider: str) -> str | None:
         """The provider's configured base URL; None: its local emulator."""
         return self.api_bases.get(provider)
+
+    def marketplace_endpoint(self, marketplace: str) -> str | None:
+        """The marketplace's configured endpoint; None: its local emulator."""
+        return self.marketplace_endpoints.get(marketplace)
 
     def uses_emulator(self, provider: str) -> bool:
         return self.api_base(provider) is None

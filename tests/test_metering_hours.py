@@ -112,3 +112,19 @@ def test_cumulative_reports_conserve_usage_with_late_events_and_remainders() -> 
         left = total_in - owed_later - sum(reported, D(0))
         assert len(reported) == len(hours)
         assert left == 0 if not integers else D(0) <= left < 1
+
+
+def test_marketplace_endpoints_follow_the_emulator_rule() -> None:
+    from billbridge.core.config import Settings
+
+    embedded = Settings.from_env({})
+    assert embedded.marketplace_endpoint("aws") is None  # the local emulator
+    cluster = Settings.from_env({"TEMPORAL_ADDRESS": "temporal:7233"})
+    assert cluster.marketplace_endpoint("aws") == (
+        "https://metering.marketplace.{region}.amazonaws.com"
+    )
+    assert cluster.marketplace_endpoint("azure") == "https://marketplaceapi.microsoft.com"
+    pointed = Settings.from_env(
+        {"TEMPORAL_ADDRESS": "temporal:7233", "GCP_MARKETPLACE_ENDPOINT": "http://127.0.0.1:9"}
+    )
+    assert pointed.marketplace_endpoint("gcp") == "http://127.0.0.1:9"
