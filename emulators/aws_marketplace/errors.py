@@ -5,9 +5,12 @@ error code from ``__type`` (dropping any ``namespace#`` prefix) and the text fro
 (botocore/parsers.py, BaseJSONParser._do_error_parse). Statuses: the service's modeled
 exceptions are client errors (HTTP 400) except InternalServiceErrorException, the only one
 marked ``"fault": true`` in botocore's model (HTTP 500)
-(botocore/data/meteringmarketplace/2016-01-14/service-2.json;
+(botocore/data/meteringmarketplace/2016-01-14/service-2.json); ThrottlingException is 400 as in
+AWS's common errors (https://docs.aws.amazon.com/marketplace/latest/APIReference/CommonErrors.html).
+UNCONFIRMED: the per-error statuses of
 https://docs.aws.amazon.com/marketplace/latest/APIReference/API_marketplace-metering_BatchMeterUsage.html
-"Errors" lists 400 for each but InternalServiceErrorException, 500).
+("Errors") could not be read here; botocore decides by ``__type``, not by status, except that
+any status >= 500 is a server error to its retry logic.
 """
 
 from __future__ import annotations
