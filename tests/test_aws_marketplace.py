@@ -28,7 +28,11 @@ from botocore.loaders import Loader
 from botocore.model import ServiceModel, Shape
 from botocore.validate import ParamValidator
 
-from billbridge.activities.marketplaces.aws import AwsMarketplaceClient, quantity_text
+from billbridge.activities.marketplaces.aws import (
+    AwsMarketplaceClient,
+    endpoint_url,
+    quantity_text,
+)
 from billbridge.activities.marketplaces.base import (
     MarketplaceAccount,
     MarketplaceConfig,
@@ -478,7 +482,44 @@ def test_unknown_dimension_and_license_need_attention(
         client.send(client.prepare([record("1"), record("1", dimension="not_listed")]))
     with pytest.raises(ProviderCustomerMissing, match="InvalidLicenseException"):
         client.send(client.prepare([record("1", license_arn=OTHER_LICENSE)]))
+    RECEIVED.extend(aws.requests())  # kept for the model check: reset clears the log
+    aws.reset()  # the legacy customer is no longer registered
+    aws.add_product(LEGACY_PRODUCT, ["seats"])
+    aws.set_now(NOW)
+    with pytest.raises(ProviderCustomerMissing, match="InvalidCustomerIdentifierException"):
+        client.send(client.prepare([legacy_record("1")]))
     assert aws.accepted() == []
+
+
+def test_usage_allocations_must_add_up(aws: AwsMarketplaceEmulator) -> None:
+    boto = raw_boto3(aws)
+    tags = [{"Key": "team", "Value": "a"}]
+    split = [
+        {"AllocatedUsageQuantityAsDecimal": "1.25", "Tags": tags},
+        {"AllocatedUsageQuantityAsDecimal": "0.5"},
+    ]
+    with pytest.raises(ClientError) as unequal:
+        boto.batch_meter_usage(
+            UsageRecords=[raw_record(QuantityAsDecimal="2", UsageAllocations=split)]
+        )
+    assert unequal.value.response["Error"]["Code"] == "InvalidUsageAllocationsException"
+    mixed = [{"AllocatedUsageQuantity": 1}, {"AllocatedUsageQuantityAsDecimal": "0.75"}]
+    with pytest.raises(ClientError) as kinds:
+        boto.batch_meter_usage(
+            UsageRecords=[raw_record(QuantityAsDecimal="1.75", UsageAllocations=mixed)]
+        )
+    assert kinds.value.response["Error"]["Code"] == "InvalidUsageAllocationsException"
+    (result,) = boto.batch_meter_usage(
+        UsageRecords=[raw_record(QuantityAsDecimal="1.75", UsageAllocations=split)]
+    )["Results"]
+    assert result["Status"] == "Success"
+
+
+def test_endpoint_is_the_emulator_only_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_MARKETPLACE_ENDPOINT", raising=False)
+    assert endpoint_url("eu-west-1") == "https://metering.marketplace.eu-west-1.amazonaws.com"
+    monkeypatch.setenv("AWS_MARKETPLACE_ENDPOINT", "http://127.0.0.1:12121")
+    assert endpoint_url("us-east-1") == "http://127.0.0.1:12121"
 
 
 # --- every request against botocore's model (keep last) ----------------------------------------

@@ -97,9 +97,12 @@ def verify(
             "allowed."
         )
     signed = match["signed"].split(";")
-    if "host" not in signed or any(name not in headers for name in signed):
+    # "The host and x-amz-date headers are always required" in the signed headers
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html, step 1).
+    if not {"host", "x-amz-date"} <= set(signed) or any(name not in headers for name in signed):
         raise errors.invalid_signature(
-            "SignedHeaders must include host and name only headers present in the request."
+            "SignedHeaders must include host and x-amz-date, and name only headers present "
+            "in the request."
         )
     request = AWSRequest(
         method=method,
