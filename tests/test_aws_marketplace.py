@@ -97,14 +97,15 @@ def make_client(
     access_key_id: str = DEFAULT_ACCESS_KEY_ID,
     secret: str = DEFAULT_SECRET_ACCESS_KEY,
 ) -> AwsMarketplaceClient:
-    monkeypatch.setenv("AWS_MARKETPLACE_ENDPOINT", aws.base_url)
+    del monkeypatch
     config = MarketplaceConfig(
         connection_id="aws",
         marketplace="aws",
         credentials={"access_key_id": access_key_id, "secret_access_key": secret},
         settings={"region": "us-east-1"},
     )
-    return AwsMarketplaceClient.from_settings(Settings(), config)
+    settings = Settings(marketplace_endpoints={"aws": aws.base_url})
+    return AwsMarketplaceClient.from_settings(settings, config)
 
 
 @pytest.fixture
@@ -515,11 +516,16 @@ def test_usage_allocations_must_add_up(aws: AwsMarketplaceEmulator) -> None:
     assert result["Status"] == "Success"
 
 
-def test_endpoint_is_the_emulator_only_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_MARKETPLACE_ENDPOINT", raising=False)
-    assert endpoint_url("eu-west-1") == "https://metering.marketplace.eu-west-1.amazonaws.com"
-    monkeypatch.setenv("AWS_MARKETPLACE_ENDPOINT", "http://127.0.0.1:12121")
-    assert endpoint_url("us-east-1") == "http://127.0.0.1:12121"
+def test_endpoint_is_the_emulator_only_on_the_embedded_defaults() -> None:
+    cluster = Settings.from_env({"TEMPORAL_ADDRESS": "temporal:7233"})
+    assert endpoint_url(cluster, "eu-west-1") == (
+        "https://metering.marketplace.eu-west-1.amazonaws.com"
+    )
+    assert endpoint_url(Settings.from_env({}), "us-east-1") == "http://127.0.0.1:12121"
+    pointed = Settings.from_env(
+        {"TEMPORAL_ADDRESS": "temporal:7233", "AWS_MARKETPLACE_ENDPOINT": "http://127.0.0.1:9"}
+    )
+    assert endpoint_url(pointed, "us-east-1") == "http://127.0.0.1:9"
 
 
 # --- every request against botocore's model (keep last) ----------------------------------------

@@ -57,7 +57,6 @@ CustomerNotSubscribed -> NEEDS_ATTENTION; in UnprocessedRecords (or missing) -> 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -135,13 +134,13 @@ UNAVAILABLE_ERRORS = frozenset(
 )
 
 
-def endpoint_url(region: str) -> str:
-    """Where the Metering Service is: ``AWS_MARKETPLACE_ENDPOINT`` when set (an emulator),
-    else AWS's regional endpoint (https://docs.aws.amazon.com/general/latest/gr/aws-marketplace.html).
-    The one place that decides it, until Settings carries marketplace endpoints."""
+def endpoint_url(settings: Settings, region: str) -> str:
+    """Where the Metering Service is: the configured endpoint (core/config.py decides: the local
+    emulator on the embedded defaults, else AWS_MARKETPLACE_ENDPOINT or AWS's regional endpoint,
+    https://docs.aws.amazon.com/general/latest/gr/aws-marketplace.html)."""
     entry = marketplace_entry("aws")
-    configured = os.environ.get(entry.endpoint_env, "").strip()
-    return configured or entry.real_url.format(region=region)
+    configured = settings.marketplace_endpoint("aws") or entry.emulator_url
+    return configured.format(region=region)
 
 
 def quantity_text(quantity: Decimal) -> str:
@@ -191,8 +190,7 @@ class AwsMarketplaceClient:
     def from_settings(cls, settings: Settings, config: MarketplaceConfig) -> AwsMarketplaceClient:
         """A client for one connection: its region (default us-east-1), its key pair (absent:
         boto3's default credential chain), one attempt per call within the provider request
-        timeout (core/timeouts.py). ``settings`` is unused until it carries endpoints."""
-        del settings
+        timeout (core/timeouts.py)."""
         region = config.settings.get("region") or DEFAULT_REGION
         creds = config.credentials
         session = boto3.session.Session(
@@ -205,7 +203,7 @@ class AwsMarketplaceClient:
         client = session.client(
             "meteringmarketplace",
             region_name=region,
-            endpoint_url=endpoint_url(region),
+            endpoint_url=endpoint_url(settings, region),
             config=Config(
                 retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=timeout,
