@@ -20,6 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from billbridge.activities.marketplaces.base import (
     MarketplaceAccount,
+    MarketplaceConfig,
     Outcome,
     UsageRecord,
 )
@@ -31,6 +32,7 @@ from billbridge.activities.marketplaces.gcp import (
     endpoints,
     operation_id,
 )
+from billbridge.core.config import Settings
 from billbridge.core.errors import (
     ProviderAuthFailed,
     ProviderCustomerMissing,
@@ -139,8 +141,8 @@ def _check_parameter(name: str, values: list[str], spec: dict[str, Any]) -> list
 
 def discovery_problems(request: LoggedRequest) -> list[str]:
     """What in `request` the providers' discovery documents do not allow."""
-    if request.path.startswith("/_emulator/"):
-        return []
+    if request.path.startswith("/_emulator/") or request.path == "/token":
+        return []  # the emulator's own controls; the OAuth token endpoint is no discovery API
     found = _find_method(request.method, request.path)
     if found is None:
         return [f"{request.method} {request.path}: no such method in the discovery documents"]
@@ -492,3 +494,70 @@ def test_the_validator_catches_a_wrong_field_name(gcp: GcpMarketplaceEmulator) -
     assert any("int64Value: expected a string" in p for p in problems)
     assert sent.response["error"]["status"] == "INVALID_ARGUMENT"  # the emulator refuses it too
     gcp.clear_requests()  # keep the fixture's own check to the clients' requests
+
+
+# -- a service account key, its token grant and a disabled account --------------------------------
+
+
+def _service_account_json(token_uri: str, email: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "acme-saas-billing",
+            "private_key_id": "0123456789abcdef",
+            "private_key": pem,
+            "client_email": email,
+            "client_id": "100000000000000000001",
+            "token_uri": token_uri,
+        }
+    )
+
+
+def test_service_account_key_from_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    email = "metering@acme-saas-billing.iam.gserviceaccount.com"
+    with GcpMarketplaceEmulator(clock=lambda: NOW, require_bearer=True) as gcp:
+        gcp.add_entitlement(PROVIDER, "ent-a", CONSUMER_A, SERVICE, METRICS)
+        monkeypatch.setenv(ENDPOINT_ENV, gcp.base_url)
+        config = MarketplaceConfig(
+            connection_id="gcp",
+            marketplace="gcp",
+            credentials={"service_account_json": _service_account_json(gcp.token_uri, email)},
+            settings={"provider_id": PROVIDER},
+        )
+        marketplace = GcpMarketplaceClient.from_settings(Settings.from_env({}), config)
+
+        assert marketplace.resolve_usage_reporting_id(PROVIDER, "ent-a")[0] == CONSUMER_A
+        (result,) = marketplace.send(marketplace.prepare([record()]))
+        assert result.outcome is Outcome.ACCEPTED
+        assert gcp.token_grants()[0] == {"iss": email, "ok": True, "error": None}
+        # Bearer on every API request, cut short in the log; the signed assertion too.
+        api_calls = [r for r in gcp.requests() if r.path.startswith("/v1/")]
+        assert all(r.authorization and r.authorization.endswith("…") for r in api_calls)
+        assert all(len(r.authorization or "") < 16 for r in api_calls)
+        token_call = next(r for r in gcp.requests() if r.path == "/token")
+        assert token_call.body["assertion"].endswith("…") and token_call.response is None
+
+        gcp.disable_service_account(email)
+        with pytest.raises(ProviderAuthFailed):
+            marketplace.check_credentials()
+        with pytest.raises(ProviderAuthFailed):
+            marketplace.send(marketplace.prepare([record(hour=1)]))
+        assert gcp.token_grants()[-1]["error"] == "invalid_grant"
+        assert [r for r in gcp.requests() if discovery_problems(r)] == []
+
+
+def test_unusable_key_is_an_auth_failure() -> None:
+    config = MarketplaceConfig(
+        connection_id="gcp", marketplace="gcp", credentials={"service_account_json": "{}"}
+    )
+    with pytest.raises(ProviderAuthFailed):
+        GcpMarketplaceClient.from_settings(Settings.from_env({}), config)

@@ -259,12 +259,19 @@ class GcpMarketplaceClient:
         where = endpoints()
         key = config.credentials.get("service_account_json")
         credentials: Credentials
-        if key:
-            credentials = service_account.Credentials.from_service_account_info(
-                json.loads(key), scopes=SCOPES
-            )
-        else:
-            credentials, _ = google.auth.default(scopes=SCOPES)
+        try:
+            if key:
+                credentials = service_account.Credentials.from_service_account_info(
+                    json.loads(key), scopes=SCOPES
+                )
+            else:
+                credentials, _ = google.auth.default(scopes=SCOPES)
+        except (ValueError, google.auth.exceptions.DefaultCredentialsError) as err:
+            # A malformed key, or no credentials on this machine: a person must set them.
+            # (The message names the problem, never the key: str() of these errors holds none.)
+            error = ProviderAuthFailed(f"GCP credentials unusable: {type(err).__name__}")
+            error.provider = "gcp"
+            raise error from None
         return cls(
             credentials=credentials,
             service_control_endpoint=where.service_control,

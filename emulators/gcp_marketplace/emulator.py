@@ -9,6 +9,7 @@ from typing import Any
 
 from ..serving import EmulatorService
 from .errors import RPC_CODES
+from .oauth import TokenIssuer
 from .requestlog import LoggedRequest, RequestLog
 from .server import ApiCore, EmulatorHTTPServer
 from .state import ENTITLEMENT_STATES, Entitlement, InjectedError, Store, default_clock
@@ -21,9 +22,16 @@ class GcpMarketplaceEmulator(EmulatorService[LoggedRequest]):
     Set up with :meth:`add_entitlement` (which also defines the service and its metrics). Read
     back with :meth:`accepted` (also ``GET /_emulator/accepted``) and :meth:`repeats` (also
     ``GET /_emulator/repeats``). ``clock`` stamps entitlements and accepted operations.
-    ``require_bearer``: refuse requests without ``Authorization: Bearer`` (401); off by default
-    so tests can use google-auth's AnonymousCredentials.
+    ``require_bearer``: refuse requests without a valid ``Authorization: Bearer`` (401): a token
+    from the emulator's OAuth token endpoint (``POST /token``, where a service-account key's
+    ``token_uri`` points) or a self-signed service-account JWT. Off by default so tests can use
+    google-auth's AnonymousCredentials.
     """
+
+    @property
+    def token_uri(self) -> str:
+        """The ``token_uri`` for a service-account key that should get its tokens here."""
+        return f"{self.base_url}/token"
 
     thread_name = "gcp-marketplace-emulator"
 
@@ -38,8 +46,13 @@ class GcpMarketplaceEmulator(EmulatorService[LoggedRequest]):
         log = RequestLog()
         super().__init__(host, port, log)
         self.store = Store(clock=clock)
+        self._issuer = TokenIssuer()
         self.core = ApiCore(
-            store=self.store, faults=self._faults, log=log, require_bearer=require_bearer
+            store=self.store,
+            faults=self._faults,
+            log=log,
+            issuer=self._issuer,
+            require_bearer=require_bearer,
         )
 
     def _make_server(self, address: tuple[str, int]) -> EmulatorHTTPServer:
@@ -115,6 +128,14 @@ class GcpMarketplaceEmulator(EmulatorService[LoggedRequest]):
         if state not in ENTITLEMENT_STATES:
             raise ValueError(f"unknown entitlement state {state!r}")
 
+    def disable_service_account(self, email: str) -> None:
+        """Refuse this service account's token grants and tokens from now on."""
+        self._issuer.disable(email)
+
+    def token_grants(self) -> list[dict[str, Any]]:
+        """Every token grant: iss (the account), ok, error."""
+        return list(self._issuer.grants)
+
     # -- what it holds --------------------------------------------------------------------------
 
     def accepted(self) -> list[dict[str, Any]]:
@@ -135,5 +156,6 @@ class GcpMarketplaceEmulator(EmulatorService[LoggedRequest]):
         requests."""
         with self.store.lock:
             self.store.reset()
+        self._issuer.reset()
         self._log.clear()
         self._faults.clear()
