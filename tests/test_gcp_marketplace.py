@@ -561,3 +561,42 @@ def test_unusable_key_is_an_auth_failure() -> None:
     )
     with pytest.raises(ProviderAuthFailed):
         GcpMarketplaceClient.from_settings(Settings.from_env({}), config)
+
+
+def test_lost_reply_then_the_saved_report_again(
+    gcp: GcpMarketplaceEmulator, marketplace: GcpMarketplaceClient
+) -> None:
+    """Google took the report but the reply was lost: the resend of the saved request (same
+    operationIds) is counted once by the emulator; whether Google dedups is UNCONFIRMED."""
+    report = marketplace.prepare([record(hour=h) for h in range(3)])
+    gcp.add_fault(Fault("drop_after", path_prefix=f"/v1/services/{SERVICE}:report"))
+    with pytest.raises(ProviderUnavailable):
+        marketplace.send(report)
+    assert len(gcp.accepted()) == 3
+
+    assert [r.outcome for r in marketplace.send(report)] == [Outcome.ACCEPTED] * 3
+    assert len(gcp.accepted()) == 3
+    assert len(gcp.repeats()) == 3
+
+
+def test_emulator_refuses_what_google_cannot_parse(gcp: GcpMarketplaceEmulator) -> None:
+    url = f"{gcp.base_url}/v1/services/{SERVICE}:report"
+    operation = {
+        "operationId": "op-1",
+        "consumerId": CONSUMER_A,
+        "startTime": "2026-12-03 09:00:00",  # not RFC 3339
+        "endTime": "2026-12-03T10:00:00Z",
+        "metricValueSets": [
+            {"metricName": f"{SERVICE}/requests", "metricValues": [{"int64Value": "5"}]}
+        ],
+    }
+    bad_time = requests.post(url, json={"operations": [operation]}, timeout=5)
+    assert (bad_time.status_code, bad_time.json()["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    too_big = requests.post(url, data=b"{" + b" " * (1024 * 1024) + b"}", timeout=5)
+    assert too_big.status_code == 400
+    unknown_service = requests.post(
+        f"{gcp.base_url}/v1/services/other.example.com:report", json={}, timeout=5
+    )
+    assert unknown_service.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert gcp.accepted() == []
+    gcp.clear_requests()  # malformed on purpose: not for the discovery check

@@ -28,11 +28,6 @@ class GcpMarketplaceEmulator(EmulatorService[LoggedRequest]):
     google-auth's AnonymousCredentials.
     """
 
-    @property
-    def token_uri(self) -> str:
-        """The ``token_uri`` for a service-account key that should get its tokens here."""
-        return f"{self.base_url}/token"
-
     thread_name = "gcp-marketplace-emulator"
 
     def __init__(
@@ -54,6 +49,11 @@ class GcpMarketplaceEmulator(EmulatorService[LoggedRequest]):
             issuer=self._issuer,
             require_bearer=require_bearer,
         )
+
+    @property
+    def token_uri(self) -> str:
+        """The ``token_uri`` for a service-account key that should get its tokens here."""
+        return f"{self.base_url}/token"
 
     def _make_server(self, address: tuple[str, int]) -> EmulatorHTTPServer:
         return EmulatorHTTPServer(address, self.core)
