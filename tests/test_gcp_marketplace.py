@@ -6,6 +6,7 @@ when the emulator would take it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
+from temporalio.testing import ActivityEnvironment
 
 from billbridge.activities.marketplaces.base import (
     MarketplaceAccount,
@@ -600,3 +602,33 @@ def test_emulator_refuses_what_google_cannot_parse(gcp: GcpMarketplaceEmulator) 
     assert unknown_service.json()["error"]["status"] == "PERMISSION_DENIED"
     assert gcp.accepted() == []
     gcp.clear_requests()  # malformed on purpose: not for the discovery check
+
+
+def test_every_request_heartbeats_inside_an_activity(
+    gcp: GcpMarketplaceEmulator, gcp_endpoint_client: GcpMarketplaceClient
+) -> None:
+    """Before and after each call, so a long report batch never looks like a stuck activity;
+    the request timeout follows the activity's heartbeat timeout (core/timeouts.py)."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=9))
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details[0])
+    report = gcp_endpoint_client.prepare([record(hour=h) for h in range(2)])
+
+    results = env.run(gcp_endpoint_client.send, report)
+
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 2
+    assert len(beats) == 6  # two checks and one report, each before and after
+    assert beats[-1] == "gcp: report 2 operations: answered"
+    assert env.run(gcp_endpoint_client._timeout) == 5.0  # 9 s x 5/9
+
+
+@pytest.fixture
+def gcp_endpoint_client(gcp: GcpMarketplaceEmulator) -> GcpMarketplaceClient:
+    """A client that takes its request timeout from the running activity."""
+    return GcpMarketplaceClient(
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        service_control_endpoint=gcp.base_url,
+        procurement_endpoint=gcp.base_url,
+        provider_id=PROVIDER,
+    )

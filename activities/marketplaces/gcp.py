@@ -103,6 +103,10 @@ from billbridge.activities.marketplaces.base import (
     RecordResult,
     UsageRecord,
 )
+from billbridge.activities.providers.base import (
+    heartbeat_running_activity,
+    provider_request_timeout,
+)
 from billbridge.core.errors import (
     ExportError,
     ProviderAuthFailed,
@@ -112,7 +116,6 @@ from billbridge.core.errors import (
     ProviderUnavailable,
     retry_after,
 )
-from billbridge.core.timeouts import PROVIDER_REQUEST_TIMEOUT
 
 if TYPE_CHECKING:
     from billbridge.core.config import Settings
@@ -236,14 +239,12 @@ class GcpMarketplaceClient:
         service_control_endpoint: str = SERVICE_CONTROL_URL,
         procurement_endpoint: str = PROCUREMENT_URL,
         provider_id: str = "",
-        timeout: timedelta = PROVIDER_REQUEST_TIMEOUT,
+        timeout: timedelta | None = None,
     ) -> None:
         self.provider_id = provider_id
         self._credentials = credentials
         self._procurement_endpoint = procurement_endpoint.rstrip("/") + "/"
-        # Per socket operation (requests / httplib2 have no total deadline); well inside the
-        # push heartbeat timeout either way (core/timeouts.py).
-        self._timeout = timeout.total_seconds()
+        self._fixed_timeout = timeout.total_seconds() if timeout is not None else None
         self._service_control = servicecontrol_v1.ServiceControllerClient(
             credentials=credentials,
             transport="rest",
@@ -279,13 +280,22 @@ class GcpMarketplaceClient:
             provider_id=config.settings.get("provider_id", ""),
         )
 
+    def _timeout(self) -> float:
+        """Seconds one request may take: PROVIDER_REQUEST_TIMEOUT, less under a short
+        heartbeat timeout (core/timeouts.py), unless the client was given its own. requests and
+        httplib2 apply it per socket operation, not to the whole request (a limit of both
+        libraries: a server trickling its answer could stretch one request)."""
+        return (
+            self._fixed_timeout if self._fixed_timeout is not None else provider_request_timeout()
+        )
+
     # -- Partner Procurement ----------------------------------------------------------------------
 
     def _procurement(self) -> Any:
         """A Partner Procurement client from the bundled discovery document. Built per call:
         httplib2.Http is not thread-safe and one client serves many activity threads
         (https://googleapis.github.io/google-api-python-client/docs/thread_safety.html)."""
-        http = AuthorizedHttp(self._credentials, http=httplib2.Http(timeout=self._timeout))
+        http = AuthorizedHttp(self._credentials, http=httplib2.Http(timeout=self._timeout()))
         return discovery.build(
             "cloudcommerceprocurement",
             "v1",
@@ -298,6 +308,7 @@ class GcpMarketplaceClient:
     def resolve_usage_reporting_id(self, provider_id: str, entitlement_id: str) -> tuple[str, str]:
         """(usageReportingId, state) of an entitlement (`providers.entitlements.get`)."""
         name = f"providers/{provider_id}/entitlements/{entitlement_id}"
+        heartbeat_running_activity(f"gcp: get {name}")
         try:
             entitlement = self._procurement().providers().entitlements().get(name=name).execute()
         except discovery_errors.HttpError as err:
@@ -306,6 +317,7 @@ class GcpMarketplaceClient:
             _raise_http(err.status_code, str(err), err.resp.get("retry-after"))
         except Exception as err:
             _raise_transport(err)
+        heartbeat_running_activity(f"gcp: get {name}: answered")
         return str(entitlement.get("usageReportingId", "")), str(entitlement.get("state", ""))
 
     def check_credentials(self) -> None:
@@ -314,6 +326,7 @@ class GcpMarketplaceClient:
         if not self.provider_id:
             raise ValueError("the GCP connection has no provider_id setting")
         parent = f"providers/{self.provider_id}"
+        heartbeat_running_activity(f"gcp: list {parent}/entitlements")
         try:
             entitlements = self._procurement().providers().entitlements()
             entitlements.list(parent=parent, pageSize=1).execute()
@@ -321,6 +334,7 @@ class GcpMarketplaceClient:
             _raise_http(err.status_code, str(err), err.resp.get("retry-after"))
         except Exception as err:
             _raise_transport(err)
+        heartbeat_running_activity(f"gcp: list {parent}/entitlements: answered")
 
     # -- reports ----------------------------------------------------------------------------------
 
@@ -412,12 +426,14 @@ class GcpMarketplaceClient:
         request = servicecontrol_v1.CheckRequest.from_json(
             json.dumps({"serviceName": service_name, "operation": op})
         )
+        heartbeat_running_activity(f"gcp: check {op['operationId']}")
         try:
             response = self._service_control.check(
-                request=request, retry=None, timeout=self._timeout
+                request=request, retry=None, timeout=self._timeout()
             )
         except Exception as err:
             _raise_call(err)
+        heartbeat_running_activity(f"gcp: check {op['operationId']}: answered")
         if not response.check_errors:
             return None
         codes = [_check_code(e.code) for e in response.check_errors]
@@ -440,12 +456,14 @@ class GcpMarketplaceClient:
         request = servicecontrol_v1.ReportRequest.from_json(
             json.dumps({"serviceName": service_name, "operations": operations})
         )
+        heartbeat_running_activity(f"gcp: report {len(operations)} operations")
         try:
             response = self._service_control.report(
-                request=request, retry=None, timeout=self._timeout
+                request=request, retry=None, timeout=self._timeout()
             )
         except Exception as err:
             _raise_call(err)
+        heartbeat_running_activity(f"gcp: report {len(operations)} operations: answered")
         return {
             e.operation_id: (int(e.status.code), str(e.status.message))
             for e in response.report_errors
