@@ -269,7 +269,7 @@ class GcpMarketplaceClient:
                 credentials, _ = google.auth.default(scopes=SCOPES)
         except (ValueError, google.auth.exceptions.DefaultCredentialsError) as err:
             # A malformed key, or no credentials on this machine: a person must set them.
-            # (The message names the problem, never the key: str() of these errors holds none.)
+            # Only the error's type goes into the message: its text could quote the key.
             error = ProviderAuthFailed(f"GCP credentials unusable: {type(err).__name__}")
             error.provider = "gcp"
             raise error from None

@@ -23,10 +23,11 @@ ENTITLEMENT_STATES = frozenset(
         "ENTITLEMENT_SUSPENDED",
     }
 )
-# States in which the customer still uses (and pays for) the product: a pending cancellation or
-# plan change runs on the current plan until it takes effect
-# (https://cloud.google.com/marketplace/docs/partners/integrated-saas/backend-integration).
-# UNCONFIRMED: exactly which states Service Control bills.
+# States in which the procured item is usable: ACTIVE ("usable and any associated billing events
+# will start occurring"), PENDING_CANCELLATION ("an unexpired but non-renewing entitlement"),
+# PENDING_PLAN_CHANGE and PENDING_PLAN_CHANGE_APPROVAL ("currently active") — the enum
+# descriptions of Entitlement.state in the cloudcommerceprocurement.v1 discovery document.
+# UNCONFIRMED: that Service Control bills exactly these.
 BILLABLE_STATES = frozenset(
     {
         "ENTITLEMENT_ACTIVE",
