@@ -465,12 +465,13 @@ def test_prepare_refuses_what_one_report_cannot_carry(marketplace: GcpMarketplac
         marketplace.prepare([off_hour])
 
 
-def test_endpoints_from_the_environment() -> None:
-    assert endpoints({}) == endpoints({ENDPOINT_ENV: " "})
-    real = endpoints({})
+def test_endpoints_from_the_settings() -> None:
+    cluster = {"TEMPORAL_ADDRESS": "temporal:7233"}
+    real = endpoints(Settings.from_env(cluster))
     assert (real.service_control, real.procurement) == (SERVICE_CONTROL_URL, PROCUREMENT_URL)
-    local = endpoints({ENDPOINT_ENV: "http://127.0.0.1:12123/"})
-    assert (local.service_control, local.procurement) == ("http://127.0.0.1:12123",) * 2
+    assert endpoints(Settings.from_env({})).service_control == "http://127.0.0.1:12123"
+    local = endpoints(Settings.from_env({**cluster, ENDPOINT_ENV: "http://127.0.0.1:9/"}))
+    assert (local.service_control, local.procurement) == ("http://127.0.0.1:9",) * 2
 
 
 def test_the_validator_catches_a_wrong_field_name(gcp: GcpMarketplaceEmulator) -> None:
@@ -528,14 +529,14 @@ def test_service_account_key_from_the_connection(monkeypatch: pytest.MonkeyPatch
     email = "metering@acme-saas-billing.iam.gserviceaccount.com"
     with GcpMarketplaceEmulator(clock=lambda: NOW, require_bearer=True) as gcp:
         gcp.add_entitlement(PROVIDER, "ent-a", CONSUMER_A, SERVICE, METRICS)
-        monkeypatch.setenv(ENDPOINT_ENV, gcp.base_url)
+        settings = Settings(marketplace_endpoints={"gcp": gcp.base_url})
         config = MarketplaceConfig(
             connection_id="gcp",
             marketplace="gcp",
             credentials={"service_account_json": _service_account_json(gcp.token_uri, email)},
             settings={"provider_id": PROVIDER},
         )
-        marketplace = GcpMarketplaceClient.from_settings(Settings.from_env({}), config)
+        marketplace = GcpMarketplaceClient.from_settings(settings, config)
 
         assert marketplace.resolve_usage_reporting_id(PROVIDER, "ent-a")[0] == CONSUMER_A
         (result,) = marketplace.send(marketplace.prepare([record()]))

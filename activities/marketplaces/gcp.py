@@ -74,11 +74,10 @@ the reportErrors semantics: the services.report page above.)
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -116,6 +115,7 @@ from billbridge.core.errors import (
     ProviderUnavailable,
     retry_after,
 )
+from billbridge.core.marketplaces import marketplace_entry
 
 if TYPE_CHECKING:
     from billbridge.core.config import Settings
@@ -180,13 +180,17 @@ class GcpEndpoints:
     procurement: str
 
 
-def endpoints(environ: Mapping[str, str] = os.environ) -> GcpEndpoints:
-    """Where both APIs are: GCP_MARKETPLACE_ENDPOINT (the emulator serves both on one port)
-    when set, else Google's. The one place that decides it (the lead wires Settings here)."""
-    override = (environ.get(ENDPOINT_ENV) or "").strip().rstrip("/")
-    if override:
-        return GcpEndpoints(override, override)
-    return GcpEndpoints(SERVICE_CONTROL_URL, PROCUREMENT_URL)
+def endpoints(settings: Settings) -> GcpEndpoints:
+    """Where both APIs are. core/config.py decides the endpoint (the local emulator on the
+    embedded defaults, else GCP_MARKETPLACE_ENDPOINT or Google's Service Control); Google's own
+    Service Control goes with Google's Partner Procurement, anything else (the emulator serves
+    both on one port) serves both."""
+    configured = (
+        settings.marketplace_endpoint("gcp") or marketplace_entry("gcp").emulator_url
+    ).rstrip("/")
+    if configured == SERVICE_CONTROL_URL:
+        return GcpEndpoints(SERVICE_CONTROL_URL, PROCUREMENT_URL)
+    return GcpEndpoints(configured, configured)
 
 
 def operation_id(record_id: str) -> str:
@@ -256,8 +260,7 @@ class GcpMarketplaceClient:
         """A client for one connection: its service-account key when it has one (Producer
         Portal creates the account, https://cloud.google.com/marketplace/docs/partners/
         integrated-saas/backend-integration), else application default credentials."""
-        del settings  # endpoints() reads the environment until Settings carries them
-        where = endpoints()
+        where = endpoints(settings)
         key = config.credentials.get("service_account_json")
         credentials: Credentials
         try:
