@@ -141,7 +141,7 @@ def test_accepted_batch(emu: AzureMarketplaceEmulator, client: AzureMarketplaceC
     assert sent.body["request"][0]["effectiveStartTime"] == "2026-12-03T10:00:00Z"
     assert sent.request_id == report.payload["request_id"]
     held = {(a["resourceId"], a["dimension"], a["hour"]): a["quantity"] for a in emu.accepted()}
-    assert held[(SUB_A, "seats", "2026-12-03T10:00:00.0000000Z")] == Decimal("2.5")
+    assert held[(SUB_A, "seats", "2026-12-03T10:00:00Z")] == Decimal("2.5")
     assert sorted(a["usageEventId"] for a in emu.accepted()) == sorted(
         r.marketplace_ref for r in results
     )
@@ -318,13 +318,45 @@ def test_throttled_is_rate_limited_with_retry_after(
     assert client.send(report)[0].outcome is Outcome.ACCEPTED
 
 
-@pytest.mark.parametrize("fault", [Fault(kind="status", status=503), Fault(kind="drop")])
+@pytest.mark.parametrize(
+    ("fault", "raised"),
+    [
+        (Fault(kind="status", status=503), ProviderUnavailable),
+        (Fault(kind="drop"), ProviderUnavailable),
+        (Fault(kind="status", status=503, path_prefix="/token"), ProviderUnavailable),
+        (
+            Fault(kind="status", status=429, retry_after=3, path_prefix="/token"),
+            ProviderRateLimited,
+        ),
+    ],
+)
 def test_outage_is_unavailable(
-    emu: AzureMarketplaceEmulator, client: AzureMarketplaceClient, fault: Fault
+    emu: AzureMarketplaceEmulator,
+    client: AzureMarketplaceClient,
+    fault: Fault,
+    raised: type[Exception],
 ) -> None:
-    emu.add_fault(replace(fault, path_prefix="/api/"))
-    with pytest.raises(ProviderUnavailable):
+    """API and Entra ID outages alike (path_prefix "/token": Entra's token endpoint)."""
+    prefix = f"/{emu.tenant_id}/oauth2" if fault.path_prefix == "/token" else "/api/"
+    emu.add_fault(replace(fault, path_prefix=prefix))
+    with pytest.raises(raised) as caught:
         client.send(client.prepare([record("1")]))
+    if isinstance(caught.value, ProviderRateLimited):
+        assert caught.value.retry_after == timedelta(seconds=3)
+    assert emu.accepted() == []
+
+
+def test_unreachable_entra_is_unavailable() -> None:
+    client = AzureMarketplaceClient(
+        # Nothing listens on the discard port.
+        endpoints=AzureEndpoints("http://127.0.0.1:9", "https://127.0.0.1:9", None),
+        tenant_id="t",
+        client_id="c",
+        client_secret="s",
+    )
+    with pytest.raises(ProviderUnavailable):
+        client.check_credentials()
+    client.close()
 
 
 def test_exact_decimal_quantities_are_conserved(

@@ -63,7 +63,13 @@ from urllib.parse import urlsplit
 
 import httpx
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import PipelineResponse
 from azure.identity import ClientSecretCredential
 
 from billbridge.activities.marketplaces.base import (
@@ -204,6 +210,11 @@ class AzureMarketplaceClient:
         self._client_secret = client_secret
         self._heartbeat = heartbeat
         self._lock = threading.Lock()
+        # The last Entra response this thread saw (status, Retry-After): azure-identity's
+        # ClientAuthenticationError often carries no response (MSAL raises on 5xx itself), so
+        # the credential's pipeline reports each response through azure-core's
+        # `raw_response_hook` (CustomHookPolicy) and a failure is classified by it.
+        self._entra = threading.local()
         self._credential: TokenCredential = self._new_credential()
         verify: ssl.SSLContext | bool = True
         if endpoints.ca_file:
@@ -233,6 +244,7 @@ class AzureMarketplaceClient:
             "retry_total": 0,
             "connection_timeout": PROVIDER_REQUEST_TIMEOUT.total_seconds(),
             "read_timeout": PROVIDER_REQUEST_TIMEOUT.total_seconds(),
+            "raw_response_hook": self._saw_entra_response,
         }
         if self.endpoints.ca_file:
             kwargs["connection_verify"] = self.endpoints.ca_file
@@ -242,6 +254,10 @@ class AzureMarketplaceClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def _saw_entra_response(self, response: PipelineResponse[Any, Any]) -> None:
+        answer = response.http_response
+        self._entra.last = (answer.status_code, answer.headers.get("Retry-After"))
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -253,14 +269,11 @@ class AzureMarketplaceClient:
                 self._credential = self._new_credential()
             credential = self._credential
         self._heartbeat("Azure Marketplace: access token")
+        self._entra.last = None
         try:
             return credential.get_token(SCOPE).token
-        except ClientAuthenticationError as err:
-            raise _token_error(err) from None
-        except AzureError as err:  # network: ServiceRequestError, ServiceResponseError
-            raise ProviderUnavailable(
-                f"Azure Marketplace: Entra ID token: {type(err).__name__}: {err.message}"
-            ) from None
+        except AzureError as err:
+            raise _token_error(err, getattr(self._entra, "last", None)) from None
 
     # -- prepare and send --------------------------------------------------------------------
 
@@ -423,17 +436,24 @@ def _message(response: httpx.Response) -> str:
     return response.text[:300]
 
 
-def _token_error(err: ClientAuthenticationError) -> Exception:
-    """What a failed token request means: refused credentials need a person; a throttled or
-    failing Entra is passing."""
-    status = err.response.status_code if err.response is not None else None
+def _token_error(err: AzureError, last: tuple[int, str | None] | None) -> Exception:
+    """What a failed token request means: a network failure or a throttled / failing Entra
+    is passing; Entra refusing the client (invalid_client, unauthorized_client, ...: HTTP 400
+    or 401) needs a person. `last`: the status and Retry-After of Entra's last response."""
     text = f"Azure Marketplace: Entra ID token: {err.message}"
+    cause: BaseException | None = err
+    while cause is not None:  # azure-identity wraps network errors in its own
+        if isinstance(cause, ServiceRequestError | ServiceResponseError):
+            return ProviderUnavailable(text)
+        cause = cause.__cause__ or cause.__context__
+    status, wait = last if last is not None else (None, None)
     if status == 429:
-        wait = retry_after(err.response.headers.get("Retry-After"), DEFAULT_RETRY_AFTER)  # type: ignore[union-attr]
-        return ProviderRateLimited(text, wait)
+        return ProviderRateLimited(text, retry_after(wait, DEFAULT_RETRY_AFTER))
     if status is not None and status >= 500:
         return ProviderUnavailable(text)
-    return ProviderAuthFailed(text)
+    if isinstance(err, ClientAuthenticationError):
+        return ProviderAuthFailed(text)
+    return ProviderUnavailable(text)
 
 
 def _match(

@@ -77,7 +77,7 @@ class AcceptedEvent:
             "resourceId": self.resource_id,
             "planId": self.plan_id,
             "dimension": self.dimension,
-            "hour": iso(self.hour),
+            "hour": self.hour.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "effectiveStartTime": self.effective_start_time,
             "quantity": self.quantity,
             "messageTime": iso(self.message_time),
