@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
+import jsonschema
 import pytest
 from azure.identity import ClientSecretCredential
 
@@ -52,6 +53,41 @@ SUB_B = "66666666-7777-8888-9999-000000000000"
 PLAN = "silver"
 # The model's UsageEvent properties a SaaS event uses (resourceUri is for managed apps).
 USAGE_EVENT_FIELDS = {"resourceId", "quantity", "dimension", "effectiveStartTime", "planId"}
+# The model's BatchUsageEvent, restated as a JSON Schema (meteringapi.v1.json,
+# components.schemas.BatchUsageEvent / UsageEvent): request 1..25 events; resourceId a uuid,
+# quantity a number, effectiveStartTime a date-time; nothing else (a misspelt field would be
+# ignored by a lenient server, so it fails here).
+DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
+BATCH_USAGE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["request"],
+    "additionalProperties": False,
+    "properties": {
+        "request": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 25,
+            "items": {
+                "type": "object",
+                "required": sorted(USAGE_EVENT_FIELDS),
+                "additionalProperties": False,
+                "properties": {
+                    "resourceId": {
+                        "type": "string",
+                        "pattern": "^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$",
+                    },
+                    "quantity": {"type": "number", "exclusiveMinimum": 0},
+                    "dimension": {"type": "string", "minLength": 1},
+                    "effectiveStartTime": {
+                        "type": "string",
+                        "pattern": DATE_TIME,
+                    },
+                    "planId": {"type": "string", "minLength": 1},
+                },
+            },
+        }
+    },
+}
 
 
 @pytest.fixture
@@ -101,6 +137,14 @@ def api_calls(emu: AzureMarketplaceEmulator, path: str) -> list[LoggedRequest]:
     return [entry for entry in emu.requests() if entry.path == path]
 
 
+def assert_batches_match_the_model(emu: AzureMarketplaceEmulator) -> None:
+    """Every batchUsageEvent body the emulator received is one Microsoft's model allows."""
+    sent = api_calls(emu, "/api/batchUsageEvent")
+    assert sent
+    for entry in sent:
+        jsonschema.validate(entry.body, BATCH_USAGE_EVENT_SCHEMA)
+
+
 def test_token_request_goes_to_the_emulators_token_endpoint(
     emu: AzureMarketplaceEmulator, client: AzureMarketplaceClient
 ) -> None:
@@ -146,10 +190,9 @@ def test_accepted_batch(emu: AzureMarketplaceEmulator, client: AzureMarketplaceC
         r.marketplace_ref for r in results
     )
     # Reported events read back from the API (per day, as the page's example).
-    answer = httpx.get(
-        f"{emu.base_url}/_emulator/accepted",
-    ).json()
+    answer = httpx.get(f"{emu.base_url}/_emulator/accepted").json()
     assert len(answer) == 4
+    assert_batches_match_the_model(emu)
 
 
 def test_same_report_sent_again_is_a_duplicate_with_the_held_quantity(
@@ -165,6 +208,7 @@ def test_same_report_sent_again_is_a_duplicate_with_the_held_quantity(
     sends = api_calls(emu, "/api/batchUsageEvent")
     assert [s.request_id for s in sends] == [report.payload["request_id"]] * 2
     assert len(emu.accepted()) == 1
+    assert_batches_match_the_model(emu)
 
 
 def test_a_different_quantity_for_a_held_hour_is_refused_and_the_held_one_reported(
@@ -227,6 +271,7 @@ def test_usage_older_than_24_hours_is_expired(
     assert results[0].outcome is Outcome.NEEDS_ATTENTION
     assert results[0].detail.startswith("window closed")
     assert results[1].outcome is Outcome.ACCEPTED
+    assert_batches_match_the_model(emu)
 
 
 def test_subscription_not_active_unknown_or_other_dimension_needs_attention(
@@ -376,6 +421,8 @@ def test_exact_decimal_quantities_are_conserved(
     assert [i["quantity"] for i in sent.body["request"]] == [Decimal(q) for q in ingested]
     # PreparedReport is JSON-able as it is (saved in the ledger before sending).
     assert json.loads(json.dumps(report.payload)) == report.payload
+    assert sent.body == json.loads(report.payload["body"], parse_float=Decimal)
+    assert_batches_match_the_model(emu)
     # More digits than Azure's double holds would bill another number: refused before sending.
     with pytest.raises(ProviderRejected, match="double"):
         client.prepare([record("0.12345678901234567891")])
