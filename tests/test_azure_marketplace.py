@@ -481,9 +481,8 @@ def test_from_settings_reads_the_endpoints_from_the_environment(
     assert azure_endpoints({}) == AzureEndpoints(
         "https://marketplaceapi.microsoft.com", "https://login.microsoftonline.com"
     )
-    monkeypatch.setenv("AZURE_MARKETPLACE_ENDPOINT", emu.base_url)
-    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emu.authority_url)
-    monkeypatch.setenv("AZURE_MARKETPLACE_CA_BUNDLE", emu.ca_file)
+    for name, value in emu.client_env().items():
+        monkeypatch.setenv(name, value)
     config = MarketplaceConfig(
         "azure",
         "azure",

@@ -145,6 +145,15 @@ class AzureMarketplaceEmulator(EmulatorService[LoggedRequest]):
         """A PEM file of the CA that signed the emulator's certificate."""
         return self.certificates.ca_file()
 
+    def client_env(self) -> dict[str, str]:
+        """The variables that point billbridge's Azure client here
+        (activities/marketplaces/azure.py, azure_endpoints)."""
+        return {
+            "AZURE_MARKETPLACE_ENDPOINT": self.base_url,
+            "AZURE_AUTHORITY_HOST": self.authority_url,
+            "AZURE_MARKETPLACE_CA_BUNDLE": self.ca_file,
+        }
+
     # -- the clock -----------------------------------------------------------------------------
 
     def now(self) -> datetime:
