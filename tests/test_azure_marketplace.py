@@ -475,14 +475,17 @@ def test_metering_api_over_https_and_single_event_conflict(emu: AzureMarketplace
     assert all(e.tls for e in emu.requests())
 
 
-def test_from_settings_reads_the_endpoints_from_the_environment(
+def test_from_settings_reads_the_endpoints(
     emu: AzureMarketplaceEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert azure_endpoints({}) == AzureEndpoints(
+    cluster = Settings.from_env({"TEMPORAL_ADDRESS": "temporal:7233"})
+    assert azure_endpoints(cluster, {}) == AzureEndpoints(
         "https://marketplaceapi.microsoft.com", "https://login.microsoftonline.com"
     )
-    for name, value in emu.client_env().items():
-        monkeypatch.setenv(name, value)
+    assert azure_endpoints(Settings.from_env({}), {}).api_base == "http://127.0.0.1:12122"
+    env = emu.client_env()
+    for name in ("AZURE_AUTHORITY_HOST", "AZURE_MARKETPLACE_CA_BUNDLE"):
+        monkeypatch.setenv(name, env[name])
     config = MarketplaceConfig(
         "azure",
         "azure",
@@ -492,7 +495,8 @@ def test_from_settings_reads_the_endpoints_from_the_environment(
             "client_secret": emu.client_secret,
         },
     )
-    client = AzureMarketplaceClient.from_settings(Settings(), config)
+    settings = Settings(marketplace_endpoints={"azure": env["AZURE_MARKETPLACE_ENDPOINT"]})
+    client = AzureMarketplaceClient.from_settings(settings, config)
     try:
         client.check_credentials()
     finally:

@@ -92,6 +92,7 @@ from billbridge.core.errors import (
     ProviderUnavailable,
     retry_after,
 )
+from billbridge.core.marketplaces import marketplace_entry
 from billbridge.core.timeouts import PROVIDER_REQUEST_TIMEOUT
 
 API_VERSION = "2018-08-31"  # the page: "Use 2018-08-31."
@@ -136,11 +137,15 @@ class AzureEndpoints:
     """A PEM file trusted instead of the system CAs, for both (the local emulator's CA)."""
 
 
-def azure_endpoints(environ: Mapping[str, str] = os.environ) -> AzureEndpoints:
-    """Where the API and Entra ID are: AZURE_MARKETPLACE_ENDPOINT (else Microsoft's API),
-    AZURE_AUTHORITY_HOST (else Entra's public cloud), AZURE_MARKETPLACE_CA_BUNDLE (a CA to
-    trust, for the emulator). The one place endpoints are chosen."""
-    api = (environ.get(ENDPOINT_ENV) or REAL_API).rstrip("/")
+def azure_endpoints(settings: Settings, environ: Mapping[str, str] = os.environ) -> AzureEndpoints:
+    """Where the API and Entra ID are. The API endpoint is core/config.py's decision (the local
+    emulator on the embedded defaults, else AZURE_MARKETPLACE_ENDPOINT or Microsoft's API);
+    AZURE_AUTHORITY_HOST names Entra's host (else its public cloud) and
+    AZURE_MARKETPLACE_CA_BUNDLE a CA to trust (the emulator's, which serves Entra over TLS on
+    its own port: azure-identity refuses an http authority)."""
+    api = (
+        settings.marketplace_endpoint("azure") or marketplace_entry("azure").emulator_url
+    ).rstrip("/")
     authority = (environ.get(AUTHORITY_ENV) or ENTRA_AUTHORITY).rstrip("/")
     if "://" not in authority:
         authority = f"https://{authority}"
@@ -223,11 +228,10 @@ class AzureMarketplaceClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, config: MarketplaceConfig) -> AzureMarketplaceClient:
-        """The client of one connection (`settings` is not read yet: the endpoints come from
-        the environment, azure_endpoints)."""
+        """The client of one connection (endpoints: azure_endpoints)."""
         credentials = config.credentials
         return cls(
-            endpoints=azure_endpoints(),
+            endpoints=azure_endpoints(settings),
             tenant_id=credentials.get("tenant_id", ""),
             client_id=credentials.get("client_id", ""),
             client_secret=credentials.get("client_secret", ""),
