@@ -135,11 +135,14 @@ class UsageEvent(BaseModel):
     def _one_customer(self) -> UsageEvent:
         # Orb: "Exactly one of these should be specified in a given ingestion event."
         if (self.customer_id is None) == (self.external_customer_id is None):
-            raise ValueError("give exactly one of customer_id and external_customer_id")
+            raise ValueError(
+                "customer_id, external_customer_id: give exactly one of customer_id and "
+                "external_customer_id"
+            )
         if self.customer_id is not None and not self.customer_id:
-            raise ValueError("customer_id is empty")
+            raise ValueError("customer_id: empty")
         if self.external_customer_id is not None and not self.external_customer_id:
-            raise ValueError("external_customer_id is empty")
+            raise ValueError("external_customer_id: empty")
         return self
 
     def number(self, name: str) -> Decimal | None:
@@ -276,7 +279,7 @@ class MarketplaceLink(BaseModel):
         unknown = sorted(set(self.account) - allowed)
         if unknown:
             raise ValueError(
-                f"account: {', '.join(unknown)} not a field of a {self.marketplace} link "
+                f"account: {', '.join(unknown)}: not a field of a link to {self.marketplace} "
                 f"(fields: {', '.join(sorted(allowed))})"
             )
         empty = sorted(k for k, v in self.account.items() if not v.strip())
@@ -285,7 +288,7 @@ class MarketplaceLink(BaseModel):
         complete = [way for way in ways if all(self.account.get(name) for name in way)]
         if not complete:
             wanted = " or ".join(" + ".join(way) for way in ways)
-            raise ValueError(f"account: a {self.marketplace} link needs {wanted}")
+            raise ValueError(f"account: a link to {self.marketplace} needs {wanted}")
         if len(complete) > 1:
             raise ValueError(
                 "account: give one of "

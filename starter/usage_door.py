@@ -44,7 +44,12 @@ def _parse(where: str, item: Any) -> UsageEvent | str:
     try:
         return UsageEvent.model_validate(item)
     except pydantic.ValidationError as err:
-        lines = format_validation_error(err).replace("Value error, ", "").splitlines()
+        lines = (
+            format_validation_error(err)
+            .replace("Value error, ", "")
+            .replace("<root>: ", "")
+            .splitlines()
+        )
         return "\n".join(f"{where}: {line}" for line in lines)
 
 
@@ -85,7 +90,7 @@ def parse_usage_jsonl(text: str) -> list[UsageEvent]:
             try:
                 item = json.loads(line, parse_float=Decimal)
             except json.JSONDecodeError as err:
-                item = _NotJson(str(err))
+                item = _NotJson(f"{err.msg} at column {err.colno}")
             yield f"line {n}", item
 
     events: list[UsageEvent] = []
