@@ -32,6 +32,8 @@ from pydantic import (
 from billbridge.core.models import DECIMAL_TEXT_PATTERN
 
 __all__ = [
+    "BILLING_AMOUNT_EVENT",
+    "BILLING_AMOUNT_PROPERTY",
     "MARKETPLACES",
     "MODES",
     "REQUIRED_ACCOUNT_FIELDS",
@@ -50,6 +52,12 @@ MARKETPLACES: tuple[str, ...] = ("aws", "azure", "gcp")
 """The names of core/marketplaces.py's entries (kept literal here: core/usage is pure)."""
 
 MODES: tuple[str, ...] = ("dimensions", "billing_amount")
+
+BILLING_AMOUNT_EVENT = "charges_to_date"
+BILLING_AMOUNT_PROPERTY = "amount"
+"""Billing-amount mode reads the customer's charges to date (cumulative, in the currency's
+major unit, e.g. dollars) from usage events of this name and property, as the billing system
+sends them (e.g. `{"event_name": "charges_to_date", "properties": {"amount": "12.34"}}`)."""
 
 PropertyValue: TypeAlias = str | bool | int | Decimal | None
 """Orb: "Values in this dictionary must be numeric, boolean, or strings. Nested dictionaries

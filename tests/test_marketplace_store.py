@@ -253,6 +253,25 @@ def test_late_events_are_found_by_when_they_arrived(store: Store) -> None:
     assert store.usage_received_between("cust_1", reported_at, first.received_at) == []
 
 
+def test_billing_amount_mode_reads_the_increase_of_charges_to_date_in_cents(
+    store: Store,
+) -> None:
+    def charges(key: str, at: datetime, amount: str) -> UsageEvent:
+        return usage(key, at, name="charges_to_date", amount=amount)
+
+    store.ingest_usage(
+        [
+            charges("t1", H10 - timedelta(minutes=30), "10.00"),
+            charges("t2", H10 + timedelta(minutes=10), "10.005"),
+            charges("t3", H10 + timedelta(minutes=40), "12.345"),
+            charges("t4", H10 + HOUR, "99"),  # the next hour's
+        ]
+    )
+    assert store.charges_to_date("cust_1", H10) == Decimal("10.00")
+    assert store.billing_amount_cents("cust_1", H10, H10 + HOUR) == Decimal("234.5")
+    assert store.billing_amount_cents("cust_1", H10 - 5 * HOUR, H10 - 4 * HOUR) == 0
+
+
 # --------------------------------------------------------------------------- ledger
 
 

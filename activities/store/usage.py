@@ -25,6 +25,8 @@ from billbridge.activities.store.base import StoreBase
 from billbridge.activities.store.helpers import _aware, _chunks, _dumps, _utcnow
 from billbridge.activities.store.tables import CustomerTable, UsageEventTable
 from billbridge.core.usage import (
+    BILLING_AMOUNT_EVENT,
+    BILLING_AMOUNT_PROPERTY,
     DimensionMapping,
     IngestResult,
     PropertyValue,
@@ -328,6 +330,54 @@ class UsageMixin(StoreBase):
                         amount = value
                     totals[bucket][mapping.dimension] += amount * mapping.factor
         return {b: UsageAggregate(totals[b], counts[b], tuple(skipped.get(b, ()))) for b in buckets}
+
+    def charges_to_date(
+        self,
+        customer_id: str,
+        before: datetime,
+        *,
+        event_name: str = BILLING_AMOUNT_EVENT,
+        property: str = BILLING_AMOUNT_PROPERTY,
+    ) -> Decimal:
+        """Billing-amount mode: the customer's charges to date as of `before` (exclusive): the
+        numeric `property` of its latest `event_name` event before then (0 if none). Events
+        with the same timestamp: the last by idempotency key."""
+        with self._read() as session:
+            rows = session.exec(
+                select(UsageEventTable.properties_json)
+                .where(self._customer_clause(session, customer_id))
+                .where(UsageEventTable.event_name == event_name)
+                .where(col(UsageEventTable.timestamp) < before.astimezone(UTC))
+                .order_by(
+                    col(UsageEventTable.timestamp).desc(),
+                    col(UsageEventTable.idempotency_key).desc(),
+                )
+            ).all()
+        for props_json in rows:  # the newest snapshot that carries a number
+            value = numeric_property(load_properties(props_json).get(property))
+            if value is not None:
+                return value
+        return Decimal(0)
+
+    def billing_amount_cents(
+        self,
+        customer_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        event_name: str = BILLING_AMOUNT_EVENT,
+        property: str = BILLING_AMOUNT_PROPERTY,
+    ) -> Decimal:
+        """Billing-amount mode's quantity for [start, end): the increase of the charges to
+        date, in cents (x 100), exactly. Negative when the charges went down (a credit, or a
+        new billing period that restarts the count): never report it as is; the caller carries
+        it."""
+        with exact_arithmetic():
+            after = self.charges_to_date(customer_id, end, event_name=event_name, property=property)
+            before = self.charges_to_date(
+                customer_id, start, event_name=event_name, property=property
+            )
+            return (after - before) * 100
 
     def usage_received_between(
         self, customer_id: str, since: datetime, until: datetime | None = None
