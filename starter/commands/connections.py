@@ -33,6 +33,7 @@ from billbridge.starter.commands.common import (
 )
 from billbridge.starter.commands.marketplace import (
     add_connection_arguments,
+    check_marketplace_connection,
     marketplace_connection_command,
     marketplace_connection_report,
 )
@@ -353,7 +354,11 @@ def _list_connections(
         stored = store.get_connection(name)
         provider = stored.provider if stored is not None else name
         if stored is not None and provider in MARKETPLACES:
-            report.append(marketplace_connection_report(stored))
+            if health is None and check:
+                health_now = check_marketplace_connection(store, settings, name)
+            else:
+                health_now = health or "not checked (--no-verify)"
+            report.append(marketplace_connection_report(stored, health=health_now))
             continue
         status = health or "not checked (--no-verify)"
         if health is None and check:

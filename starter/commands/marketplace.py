@@ -27,7 +27,7 @@ from typing import Any
 import pydantic
 
 from billbridge.activities.marketplaces.base import MarketplaceConfig
-from billbridge.activities.secrets import SecretBox
+from billbridge.activities.secrets import SecretBox, SecretError
 from billbridge.activities.store import (
     ConnectionRow,
     MarketplaceSetupError,
@@ -235,6 +235,15 @@ def _add_connection(args: argparse.Namespace, store: Store, settings: Settings) 
     return 0
 
 
+def check_marketplace_connection(store: Store, settings: Settings, connection_id: str) -> str:
+    """`connections list`'s live health of a marketplace connection (never raises)."""
+    try:
+        box = SecretBox.from_settings(settings)
+        return verify_marketplace_connection(settings, store.marketplace_config(connection_id, box))
+    except (ExportError, SecretError, CodecKeyError, MarketplaceSetupError) as err:
+        return f"error: {err}"
+
+
 def marketplace_connection_report(
     row: ConnectionRow, *, health: str | None = None
 ) -> dict[str, object]:
@@ -251,8 +260,10 @@ def marketplace_connection_report(
         "connection": row.id,
         "provider": row.provider,
         "marketplace": entry.label,
+        # Where reports go is the marketplace client's decision (its emulator or the real
+        # API); only an explicit override is shown here.
         "endpoint": os.environ.get(entry.endpoint_env)
-        or entry.real_url.replace("{region}", str(row.settings.get("region", "{region}"))),
+        or f"{entry.endpoint_env} not set: the client's default",
         "enabled": row.enabled,
         "connected": bool(row.credentials_ref) or row.provider != "azure",
         "credentials": credentials,
