@@ -1,4 +1,5 @@
-"""The door for usage: validate a batch of events (Orb's ingestion shape), then store it.
+"""The door for usage: validate a batch of events (Orb's ingestion shape), then store it;
+and the Python API of marketplace links and dimension mappings (errors name the field).
 
 A batch is all or nothing: if any event is malformed, none is stored and the error names every
 bad line (up to MAX_PROBLEMS) and its field, so the sender fixes the file and sends it again;
@@ -15,9 +16,15 @@ from typing import Any
 
 import pydantic
 
-from billbridge.activities.store import Store
+from billbridge.activities.store import MarketplaceSetupError, Store
 from billbridge.core.models import format_validation_error
-from billbridge.core.usage import IngestResult, UsageEvent
+from billbridge.core.usage import (
+    MARKETPLACES,
+    DimensionMapping,
+    IngestResult,
+    MarketplaceLink,
+    UsageEvent,
+)
 from billbridge.starter.door import InvalidPayload
 
 MAX_PROBLEMS = 20
@@ -127,3 +134,41 @@ def ingest_usage(store: Store, events: Iterable[Any]) -> IngestResult:
 def ingest_usage_jsonl(store: Store, text: str) -> IngestResult:
     """`billbridge usage ingest events.jsonl`: the same, from JSON Lines."""
     return store.ingest_usage(parse_usage_jsonl(text))
+
+
+def _refusal(what: str, err: pydantic.ValidationError) -> InvalidPayload:
+    text = format_validation_error(err).replace("Value error, ", "").replace("<root>: ", "")
+    return InvalidPayload(f"invalid {what}: " + "; ".join(text.splitlines()))
+
+
+def link_marketplace(store: Store, payload: dict[str, Any] | MarketplaceLink) -> MarketplaceLink:
+    """Link a customer to its marketplace account (MarketplaceLink's fields); raises
+    InvalidPayload naming the field (an account field missing, an unknown connection...)."""
+    try:
+        link = MarketplaceLink.model_validate(payload)
+    except pydantic.ValidationError as err:
+        raise _refusal("marketplace link", err) from err
+    try:
+        store.link_marketplace(link)
+    except MarketplaceSetupError as err:
+        raise InvalidPayload(f"invalid marketplace link: {err}") from err
+    return link
+
+
+def set_dimension_mapping(
+    store: Store, connection_id: str, payload: dict[str, Any] | DimensionMapping
+) -> DimensionMapping:
+    """Map an event (a property summed, or a count) to a dimension of a marketplace
+    connection, with its factor; raises InvalidPayload naming the field."""
+    try:
+        mapping = DimensionMapping.model_validate(payload)
+    except pydantic.ValidationError as err:
+        raise _refusal("dimension mapping", err) from err
+    row = store.get_connection(connection_id)
+    if row is None or row.provider not in MARKETPLACES:
+        raise InvalidPayload(
+            f"invalid dimension mapping: connection: {connection_id!r} is not a marketplace "
+            "connection"
+        )
+    store.set_dimension_mapping(connection_id, mapping)
+    return mapping

@@ -34,6 +34,8 @@ from billbridge.activities.store import (
     _StoreModel,
 )
 from billbridge.core.usage import DimensionMapping, MarketplaceLink, UsageEvent, record_id
+from billbridge.starter.door import InvalidPayload
+from billbridge.starter.usage_door import link_marketplace, set_dimension_mapping
 from billbridge.workers.codec import generate_key
 from conftest import BILLBRIDGE_CLI, require_postgres
 
@@ -191,6 +193,28 @@ def test_link_crud_needs_a_connection_of_the_same_marketplace(store: Store) -> N
     assert store.unlink_marketplace("cust_1", "aws")
     assert not store.unlink_marketplace("cust_1", "aws")
     assert store.marketplace_links() == [azure]
+
+
+def test_the_python_door_names_the_field(store: Store) -> None:
+    payload = {
+        "customer_id": "cust_1",
+        "marketplace": "gcp",
+        "connection_id": "g",
+        "account": {"usageReportingId": "project_number:1"},
+    }
+    with pytest.raises(InvalidPayload, match="account: a link to gcp needs usage_reporting_id"):
+        link_marketplace(store, payload)
+    payload["account"] = {"usage_reporting_id": "project_number:1", "service_name": "s.example"}
+    with pytest.raises(InvalidPayload, match="connection: 'g' does not exist"):
+        link_marketplace(store, payload)
+    store.upsert_connection("g", "gcp", settings={"provider_id": "p"})
+    assert link_marketplace(store, payload).account["service_name"] == "s.example"
+    with pytest.raises(InvalidPayload, match="factor: factor must be a number greater than 0"):
+        set_dimension_mapping(store, "g", {"event_name": "e", "dimension": "d", "factor": "0"})
+    with pytest.raises(InvalidPayload, match="'nope' is not a marketplace connection"):
+        set_dimension_mapping(store, "nope", {"event_name": "e", "dimension": "d"})
+    set_dimension_mapping(store, "g", {"event_name": "e", "dimension": "d", "factor": "2.5"})
+    assert store.dimension_mappings("g")[0].factor == Decimal("2.5")
 
 
 def test_dimension_mappings_crud(store: Store) -> None:
