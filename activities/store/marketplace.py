@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from billbridge.activities.marketplaces.base import (
@@ -41,6 +42,7 @@ from billbridge.core.usage import (
     DimensionMapping,
     LedgerRecord,
     MarketplaceLink,
+    canonical_number,
     record_id,
 )
 
@@ -322,7 +324,6 @@ class MarketplaceMixin(StoreBase):
             session.flush()
             assert request.id is not None
             for rec in records:
-                previous = existing.get(rec.record_id)
                 values = {
                     "record_id": rec.record_id,
                     "customer_id": rec.customer_id,
@@ -331,22 +332,40 @@ class MarketplaceMixin(StoreBase):
                     "dimension": rec.dimension,
                     "hour_start": rec.hour_start.astimezone(UTC),
                     "quantity": str(rec.quantity),
+                    "quantity_key": canonical_number(rec.quantity),
                     "request_id": request.id,
                     "outcome": "pending",
                     "marketplace_ref": "",
                     "detail": "",
                     "accepted_quantity": None,
-                    "attempts": 1 if previous is None else previous.attempts + 1,
+                    "attempts": 1,
                     "saved_at": now,
                     "answered_at": None,
                 }
-                self._upsert(
-                    session,
-                    LedgerTable,
-                    ["record_id"],
-                    values,
-                    [k for k in values if k != "record_id"],
-                )
+                # The rule is checked above and again in the write itself, so two writers
+                # racing on one hour (PostgreSQL, read committed) cannot both win with
+                # different quantities: the row is replaced only while it may be.
+                table = LedgerTable.__table__  # type: ignore[attr-defined]
+                stmt = self._insert(LedgerTable).values(**values)
+                update = {k: getattr(stmt.excluded, k) for k in values if k != "record_id"}
+                update["attempts"] = table.c.attempts + 1
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["record_id"],
+                    set_=update,
+                    where=or_(
+                        table.c.outcome == "needs_attention",
+                        and_(
+                            table.c.outcome.in_(OPEN),
+                            table.c.quantity_key == values["quantity_key"],
+                        ),
+                    ),
+                ).returning(table.c.record_id)
+                if session.connection().execute(stmt).first() is None:
+                    raise LedgerConflict(
+                        rec.record_id,
+                        "saved meanwhile by another writer with another quantity or answered; "
+                        "nothing saved",
+                    )
             return _request(request)
 
     @staticmethod

@@ -205,6 +205,8 @@ class LedgerTable(_StoreModel, table=True):
     dimension: str
     hour_start: datetime = Field(sa_type=DateTime(timezone=True))
     quantity: str
+    quantity_key: str
+    """The quantity by value (17 == 17.00), what "the same quantity" compares."""
     request_id: int = Field(index=True)
     outcome: str = "pending"
     marketplace_ref: str = ""
