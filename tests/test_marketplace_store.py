@@ -355,6 +355,36 @@ def test_a_sent_hour_is_never_saved_with_another_quantity(store: Store) -> None:
         store.save_outgoing("aws-prod", prepared(*changed), changed)
 
 
+def test_a_writer_racing_on_the_same_hour_cannot_save_another_quantity(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process saves the hour between this save's check and its write (PostgreSQL,
+    read committed; SQLite writers queue up behind BEGIN IMMEDIATE instead)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite serializes writers")
+    other = Store(str(store._engine.url))
+    ours = [usage_record("requests", H10, "17")]
+    theirs = [usage_record("requests", H10, "18")]
+    original = Store._same_open_request
+    raced: list[bool] = []
+
+    def meanwhile(*args: Any) -> Any:
+        if not raced:  # once: the other writer's own save goes through this hook too
+            raced.append(True)
+            other.save_outgoing("aws-prod", prepared(*theirs), theirs)
+        return original(*args)
+
+    monkeypatch.setattr(Store, "_same_open_request", staticmethod(meanwhile))
+    try:
+        with pytest.raises(LedgerConflict, match="saved meanwhile"):
+            store.save_outgoing("aws-prod", prepared(*ours), ours)
+    finally:
+        other.close()
+    record = store.ledger_record(ours[0].record_id)
+    assert record is not None and record.quantity == Decimal(18)
+    assert len(store.unanswered_requests()) == 1  # ours rolled back with its request
+
+
 def test_an_hour_the_marketplace_refused_can_go_again_with_a_new_quantity(store: Store) -> None:
     first = [usage_record("requests", H10, "5")]
     saved = store.save_outgoing("aws-prod", prepared(*first), first)
