@@ -235,6 +235,22 @@ REQUIRED_ACCOUNT_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "gcp": (("usage_reporting_id", "service_name"),),
 }
 
+AWS_FIELD_PATTERNS: dict[str, str] = {
+    # The shapes of botocore's meteringmarketplace 2016-01-14 service model (UsageRecord's
+    # CustomerAWSAccountId, LicenseArn, CustomerIdentifier; BatchMeterUsage's ProductCode),
+    # https://github.com/boto/botocore/blob/develop/botocore/data/meteringmarketplace/2016-01-14/service-2.json
+    # (tests/test_marketplace_store.py compares these with the installed model).
+    "customer_aws_account_id": r"^[0-9]+$",
+    "license_arn": (
+        r"^arn:aws[a-zA-Z-]*:[A-Za-z0-9][A-Za-z0-9_/.-]{0,62}:[A-Za-z0-9_/.-]{0,63}:"
+        r"[A-Za-z0-9_/.-]{0,63}:[A-Za-z0-9][A-Za-z0-9:_/+=,@.-]{0,1023}$"
+    ),
+    "customer_identifier": r"[\s\S]*",
+    "product_code": r"^[-a-zA-Z0-9/=:_.@]*$",
+}
+AWS_FIELD_MAX = 255
+"""CustomerAWSAccountId, CustomerIdentifier and ProductCode: at most 255 characters."""
+
 OPTIONAL_ACCOUNT_FIELDS: dict[str, tuple[str, ...]] = {
     "aws": (),
     "azure": (),
@@ -303,6 +319,12 @@ class MarketplaceLink(BaseModel):
                 + " or ".join(" + ".join(way) for way in ways)
                 + ", not both"
             )
+        if self.marketplace == "aws":
+            for name, value in self.account.items():
+                pattern = AWS_FIELD_PATTERNS[name]
+                too_long = name != "license_arn" and len(value) > AWS_FIELD_MAX
+                if too_long or not re.search(pattern, value):
+                    raise ValueError(f"account: {name}: {value!r} does not match {pattern}")
         if self.mode == "billing_amount" and not self.billing_amount_dimension:
             raise ValueError(
                 "billing_amount_dimension: billing_amount mode needs the dimension it reports "

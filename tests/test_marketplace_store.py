@@ -33,7 +33,14 @@ from billbridge.activities.store import (
     Store,
     _StoreModel,
 )
-from billbridge.core.usage import DimensionMapping, MarketplaceLink, UsageEvent, record_id
+from billbridge.core.usage import (
+    AWS_FIELD_MAX,
+    AWS_FIELD_PATTERNS,
+    DimensionMapping,
+    MarketplaceLink,
+    UsageEvent,
+    record_id,
+)
 from billbridge.starter.door import InvalidPayload
 from billbridge.starter.usage_door import link_marketplace, set_dimension_mapping
 from billbridge.workers.codec import generate_key
@@ -42,7 +49,10 @@ from conftest import BILLBRIDGE_CLI, require_postgres
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 H10 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-AWS_ACCOUNT = {"customer_aws_account_id": "123456789012", "license_arn": "arn:aws:lm::1:l/l-1"}
+AWS_ACCOUNT = {
+    "customer_aws_account_id": "123456789012",
+    "license_arn": "arn:aws:license-manager::123456789012:license/l-1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +169,37 @@ def test_links_are_validated_per_marketplace() -> None:
             connection_id="a",
             account=AWS_ACCOUNT,
             mode="billing_amount",
+        )
+
+
+def test_aws_account_fields_follow_botocores_model() -> None:
+    """The patterns core/usage.py checks are the installed botocore model's."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("meteringmarketplace")
+    shapes = {
+        "customer_aws_account_id": model.shape_for("CustomerAWSAccountId"),
+        "license_arn": model.shape_for("LicenseArn"),
+        "customer_identifier": model.shape_for("CustomerIdentifier"),
+        "product_code": model.shape_for("ProductCode"),
+    }
+    for name, shape in shapes.items():
+        assert AWS_FIELD_PATTERNS[name] == shape.metadata["pattern"], name
+        if name != "license_arn":
+            assert shape.metadata["max"] == AWS_FIELD_MAX
+    with pytest.raises(pydantic.ValidationError, match="customer_aws_account_id"):
+        MarketplaceLink(
+            customer_id="c",
+            marketplace="aws",
+            connection_id="a",
+            account={**AWS_ACCOUNT, "customer_aws_account_id": "12-34"},
+        )
+    with pytest.raises(pydantic.ValidationError, match="license_arn"):
+        MarketplaceLink(
+            customer_id="c",
+            marketplace="aws",
+            connection_id="a",
+            account={**AWS_ACCOUNT, "license_arn": "l-1"},
         )
 
 
