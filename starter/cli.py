@@ -5,6 +5,8 @@ billbridge server                      run only the embedded Temporal server and
 billbridge export invoice.json         validate, store, export, wait and print the result (JSON)
 billbridge customers upsert c.json     store Orb customer objects (payment_provider[_id])
 billbridge mappings set|list ...       item mappings (billing item -> provider product/price)
+billbridge usage ingest events.jsonl   store usage events (Orb's ingestion shape)
+billbridge marketplace link|list ...   marketplace links, dimensions, the metering ledger
 billbridge schema invoice|customer     print the JSON Schema of an input
 billbridge demo [--json]               the whole job on embedded defaults, with sample invoices
 """
@@ -30,6 +32,8 @@ from billbridge.starter.commands import (
     connections,
     exports,
     mappings,
+    marketplace,
+    usage,
 )
 from billbridge.starter.commands import settings as settings_commands
 
@@ -278,7 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     customers.set_defaults(func=cmd_customers)
 
     # The operator commands on the store, in the order `billbridge --help` lists them.
-    for group in (mappings, connections, settings_commands, attention, exports):
+    for group in (
+        mappings,
+        connections,
+        settings_commands,
+        attention,
+        exports,
+        usage,
+        marketplace,
+    ):
         group.add_parser(sub)
 
     schema = sub.add_parser("schema", help="print an input's JSON Schema")

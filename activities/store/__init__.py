@@ -12,7 +12,9 @@ same SQLite file can be used by a worker and a CLI at the same time (see
 - ``customers``: Orb customers and their links to each connection's provider customer;
 - ``connections``: connections, their sealed credentials, account-wide settings;
 - ``mappings``: item mappings per connection;
-- ``exports``: export records, invoices waiting for a fix, failed attempts.
+- ``exports``: export records, invoices waiting for a fix, failed attempts;
+- ``usage``: usage events (Orb's ingestion shape), totals per dimension and hour;
+- ``marketplace``: marketplace links, dimension mappings, the metering ledger.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from billbridge.activities.store.errors import InvoiceConflictError, StoreError
 from billbridge.activities.store.exports import ExportMixin
 from billbridge.activities.store.invoices import VOLATILE_INVOICE_FIELDS, InvoiceMixin
 from billbridge.activities.store.mappings import MappingMixin
+from billbridge.activities.store.marketplace import (
+    LedgerConflict,
+    MarketplaceMixin,
+    MarketplaceSetupError,
+    SavedRequest,
+)
 from billbridge.activities.store.tables import AccountSettingTable as AccountSettingTable
 from billbridge.activities.store.tables import (
     AttemptRow,
@@ -39,6 +47,12 @@ from billbridge.activities.store.tables import (
     ItemMappingTable,
 )
 from billbridge.activities.store.tables import _StoreModel as _StoreModel
+from billbridge.activities.store.usage import (
+    SkippedEvent,
+    StoredUsageEvent,
+    UsageAggregate,
+    UsageMixin,
+)
 
 __all__ = [
     "VOLATILE_INVOICE_FIELDS",
@@ -54,11 +68,26 @@ __all__ = [
     "InvoiceLineTable",
     "InvoiceTable",
     "ItemMappingTable",
+    "LedgerConflict",
+    "MarketplaceSetupError",
+    "SavedRequest",
+    "SkippedEvent",
     "Store",
     "StoreError",
+    "StoredUsageEvent",
+    "UsageAggregate",
     "normalize_database_url",
 ]
 
 
-class Store(InvoiceMixin, CustomerMixin, ConnectionMixin, MappingMixin, ExportMixin, StoreBase):
+class Store(
+    InvoiceMixin,
+    CustomerMixin,
+    ConnectionMixin,
+    MappingMixin,
+    ExportMixin,
+    UsageMixin,
+    MarketplaceMixin,
+    StoreBase,
+):
     """All of billbridge's persistent state. One instance per process is enough."""

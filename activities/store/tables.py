@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Text
+from sqlalchemy import Boolean, DateTime, Index, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -131,6 +131,92 @@ class AccountSettingTable(_StoreModel, table=True):
     updated_at: datetime = _ts()
 
 
+class UsageEventTable(_StoreModel, table=True):
+    """Usage events as ingested (Orb's shape), one row per idempotency key: the first wins."""
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        Index("ix_usage_events_customer_time", "customer_id", "timestamp"),
+        Index("ix_usage_events_external_time", "external_customer_id", "timestamp"),
+        Index("ix_usage_events_received", "received_at"),
+    )
+
+    idempotency_key: str = Field(primary_key=True)
+    customer_id: str | None = None
+    """As sent, or resolved from external_customer_id when the customer was known."""
+    external_customer_id: str | None = None
+    event_name: str
+    timestamp: datetime = Field(sa_type=DateTime(timezone=True))
+    properties_json: str = Field(sa_type=Text)
+    """Numbers as their exact decimal text."""
+    content_sha256: str
+    received_at: datetime = _ts()
+
+
+class MarketplaceLinkTable(_StoreModel, table=True):
+    __tablename__ = "marketplace_links"
+
+    customer_id: str = Field(primary_key=True)
+    marketplace: str = Field(primary_key=True)
+    connection_id: str = Field(index=True)
+    account_json: str = Field(sa_type=Text)
+    mode: str = "dimensions"
+    billing_amount_dimension: str | None = None
+    updated_at: datetime = _ts()
+
+
+class DimensionMappingTable(_StoreModel, table=True):
+    __tablename__ = "marketplace_dimensions"
+
+    connection_id: str = Field(primary_key=True)
+    event_name: str = Field(primary_key=True)
+    dimension: str = Field(primary_key=True)
+    property: str | None = None
+    """None: count the events."""
+    factor: str = "1"
+    updated_at: datetime = _ts()
+
+
+class MarketplaceRequestTable(_StoreModel, table=True):
+    """The exact requests sent (or about to be) to a marketplace, saved before the call."""
+
+    __tablename__ = "marketplace_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: str = Field(index=True)
+    marketplace: str
+    record_ids_json: str = Field(sa_type=Text)
+    payload_json: str = Field(sa_type=Text)
+    saved_at: datetime = _ts()
+    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    answer_json: str | None = Field(default=None, sa_type=Text)
+
+
+class LedgerTable(_StoreModel, table=True):
+    """One row per customer + dimension + hour: the quantity, its request, the answer."""
+
+    __tablename__ = "marketplace_ledger"
+    __table_args__ = (Index("ix_marketplace_ledger_customer_hour", "customer_id", "hour_start"),)
+
+    record_id: str = Field(primary_key=True)
+    customer_id: str
+    marketplace: str
+    connection_id: str
+    dimension: str
+    hour_start: datetime = Field(sa_type=DateTime(timezone=True))
+    quantity: str
+    quantity_key: str
+    """The quantity by value (17 == 17.00), what "the same quantity" compares."""
+    request_id: int = Field(index=True)
+    outcome: str = "pending"
+    marketplace_ref: str = ""
+    detail: str = Field(default="", sa_type=Text)
+    accepted_quantity: str | None = None
+    attempts: int = 1
+    saved_at: datetime = _ts()
+    answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
 _TABLES = [
     AccountSettingTable,
     InvoiceTable,
@@ -141,6 +227,11 @@ _TABLES = [
     CustomerLinkTable,
     ExportRecordTable,
     ExportAttemptTable,
+    UsageEventTable,
+    MarketplaceLinkTable,
+    DimensionMappingTable,
+    MarketplaceRequestTable,
+    LedgerTable,
 ]
 
 

@@ -6,6 +6,9 @@ billbridge mappings delete CONNECTION BILLING_ITEM
 billbridge mappings import CONNECTION mappings.csv               (all rows or none)
 billbridge connections add|authorize PROVIDER [--id CONNECTION]    (id default: the provider)
 billbridge connections list|revoke|set|enable|disable CONNECTION ...
+billbridge connections add aws|azure|gcp --id NAME ...           (marketplace connections)
+billbridge usage ingest events.jsonl|-                            (Orb-shaped usage events)
+billbridge marketplace link|unlink|list|dimensions|ledger ...    (marketplace metering)
 billbridge settings show|set KEY VALUE          (connection.<provider>: which connection exports)
 billbridge attention list|retry
 billbridge exports list [--status S]

@@ -20,6 +20,7 @@ from billbridge.core.config import Settings, is_local_url
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import ExportError
 from billbridge.core.models import format_validation_error
+from billbridge.core.usage import MARKETPLACES
 from billbridge.starter.commands.common import (
     Subparsers,
     command,
@@ -29,6 +30,12 @@ from billbridge.starter.commands.common import (
     resolve_connection,
     signal_waiting_exports,
     unknown_connection,
+)
+from billbridge.starter.commands.marketplace import (
+    add_connection_arguments,
+    check_marketplace_connection,
+    marketplace_connection_command,
+    marketplace_connection_report,
 )
 from billbridge.workers.codec import CodecKeyError
 
@@ -122,6 +129,10 @@ def cmd_connections(args: argparse.Namespace) -> int:
     with open_store(settings) as store:
         if args.action == "list":
             return _list_connections(store, settings, check=not args.no_verify)
+        # Marketplace connections (aws, azure, gcp) have their own flags and no exports.
+        handled = marketplace_connection_command(args, store, settings)
+        if handled is not None:
+            return handled
         target = _target(args, store)
         if isinstance(target, int):
             return target
@@ -342,6 +353,13 @@ def _list_connections(
             continue
         stored = store.get_connection(name)
         provider = stored.provider if stored is not None else name
+        if stored is not None and provider in MARKETPLACES:
+            if health is None and check:
+                health_now = check_marketplace_connection(store, settings, name)
+            else:
+                health_now = health or "not checked (--no-verify)"
+            report.append(marketplace_connection_report(stored, health=health_now))
+            continue
         status = health or "not checked (--no-verify)"
         if health is None and check:
             try:
@@ -440,3 +458,4 @@ def add_parser(sub: Subparsers) -> None:
     connections.add_argument(
         "--realm-id", help="with import: the company (QuickBooks realmId) the grant is for"
     )
+    add_connection_arguments(connections)

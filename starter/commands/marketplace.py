@@ -1,0 +1,486 @@
+"""billbridge marketplace link|unlink|list|dimensions|ledger, and the marketplace side of
+`billbridge connections` (add aws|azure|gcp, list, revoke, enable, disable).
+
+billbridge marketplace link CUSTOMER aws|azure|gcp [--connection ID] --field k=v ...
+                            [--mode dimensions|billing_amount] [--billing-amount-dimension D]
+billbridge marketplace unlink CUSTOMER MARKETPLACE
+billbridge marketplace list [--customer C] [--marketplace M] [--json]
+billbridge marketplace dimensions set CONNECTION EVENT_NAME DIMENSION [--property P] [--factor F]
+billbridge marketplace dimensions list|delete CONNECTION [EVENT_NAME DIMENSION]
+billbridge marketplace ledger CUSTOMER [--since ISO] [--json]
+
+Secrets are read from variables or files, never from argv, and sealed in the store bound to the
+connection id (activities/secrets.py), like the invoicing providers' keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from billbridge.activities.marketplaces.base import MarketplaceConfig
+from billbridge.activities.secrets import SecretBox, SecretError
+from billbridge.activities.store import (
+    ConnectionRow,
+    MarketplaceSetupError,
+    Store,
+)
+from billbridge.core.config import Settings
+from billbridge.core.errors import ExportError
+from billbridge.core.marketplaces import marketplace_entry
+from billbridge.core.models import format_validation_error
+from billbridge.core.usage import MARKETPLACES, DimensionMapping, MarketplaceLink
+from billbridge.starter.commands.common import Subparsers, open_store, print_json
+from billbridge.workers.codec import CodecKeyError
+
+# --------------------------------------------------------------------------- connections
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `connections add aws|azure|gcp` (secrets: variables or files only)."""
+    parser.add_argument("--region", help="with add aws: the AWS region (e.g. us-east-1)")
+    parser.add_argument(
+        "--access-key-id-env",
+        help="with add aws: read the access key id from this variable (omit both key flags "
+        "for boto3's default credential chain)",
+    )
+    parser.add_argument(
+        "--secret-access-key-env",
+        help="with add aws: read the secret access key from this variable",
+    )
+    parser.add_argument("--tenant-id", help="with add azure: the Entra ID tenant")
+    parser.add_argument("--client-id", help="with add azure: the app registration's client id")
+    parser.add_argument(
+        "--client-secret-env", help="with add azure: read the client secret from this variable"
+    )
+    parser.add_argument(
+        "--client-secret-file", help="with add azure: read the client secret from this file"
+    )
+    parser.add_argument(
+        "--service-account-file",
+        help="with add gcp: a service-account key JSON (omit for application default credentials)",
+    )
+    parser.add_argument(
+        "--provider-id", help="with add gcp: the Partner Procurement provider (providers/{id})"
+    )
+
+
+def _env(flag: str, variable: str) -> str:
+    value = (os.environ.get(variable) or "").strip()
+    if not value:
+        raise ValueError(f"{flag}: {variable} is not set or empty")
+    return value
+
+
+def _marketplace_credentials(
+    marketplace: str, args: argparse.Namespace
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(credentials to seal, settings to store) from the flags; errors name the flag."""
+    credentials: dict[str, str] = {}
+    settings: dict[str, str] = {}
+    if marketplace == "aws":
+        if not args.region:
+            raise ValueError("connections add aws needs --region (e.g. us-east-1)")
+        settings["region"] = args.region
+        key_flags = (args.access_key_id_env, args.secret_access_key_env)
+        if any(key_flags) and not all(key_flags):
+            raise ValueError(
+                "give both --access-key-id-env and --secret-access-key-env, or neither "
+                "(boto3's default credential chain)"
+            )
+        if all(key_flags):
+            credentials["access_key_id"] = _env("--access-key-id-env", args.access_key_id_env)
+            credentials["secret_access_key"] = _env(
+                "--secret-access-key-env", args.secret_access_key_env
+            )
+    elif marketplace == "azure":
+        if not args.tenant_id or not args.client_id:
+            raise ValueError("connections add azure needs --tenant-id and --client-id")
+        if bool(args.client_secret_env) == bool(args.client_secret_file):
+            raise ValueError(
+                "connections add azure needs the client secret one way: --client-secret-env VAR "
+                "or --client-secret-file FILE"
+            )
+        if args.client_secret_env:
+            secret = _env("--client-secret-env", args.client_secret_env)
+        else:
+            secret = Path(args.client_secret_file).read_text().strip()
+            if not secret:
+                raise ValueError(f"--client-secret-file: {args.client_secret_file} is empty")
+        credentials = {
+            "tenant_id": args.tenant_id,
+            "client_id": args.client_id,
+            "client_secret": secret,
+        }
+    else:
+        if not args.provider_id:
+            raise ValueError("connections add gcp needs --provider-id (Partner Procurement)")
+        settings["provider_id"] = args.provider_id
+        if args.service_account_file:
+            text = Path(args.service_account_file).read_text()
+            try:
+                key = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--service-account-file: not JSON: {err}") from err
+            if not isinstance(key, dict) or key.get("type") != "service_account":
+                raise ValueError(
+                    '--service-account-file: not a service-account key ("type": "service_account")'
+                )
+            credentials["service_account_json"] = text
+    return credentials, settings
+
+
+def verify_marketplace_connection(settings: Settings, config: MarketplaceConfig) -> str:
+    """The hook `connections add` and `connections list` check credentials through: the
+    marketplace's client (core/marketplaces.py) makes one cheap authenticated call. Raises
+    ExportError when refused; a build without that client yet says so instead."""
+    entry = marketplace_entry(config.marketplace)
+    module_name, _, attribute = entry.client.partition(":")
+    try:
+        factory: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            factory = getattr(factory, part)
+    except (ImportError, AttributeError):
+        return f"not checked (no {entry.label} client in this build)"
+    factory(settings, config).check_credentials()
+    return "credentials accepted (just now)"
+
+
+def marketplace_connection_command(
+    args: argparse.Namespace, store: Store, settings: Settings
+) -> int | None:
+    """`connections ACTION` when it concerns a marketplace connection; None otherwise."""
+    if args.action == "add" and args.connection in MARKETPLACES:
+        return _add_connection(args, store, settings)
+    if args.action in ("add", "list") or args.connection is None:
+        return None
+    row = store.get_connection(args.connection)
+    if row is None or row.provider not in MARKETPLACES:
+        return None
+    if args.action in ("enable", "disable"):
+        store.upsert_connection(
+            row.id,
+            row.provider,
+            enabled=args.action == "enable",
+            credentials_ref=row.credentials_ref,
+            settings=row.settings,
+        )
+    elif args.action == "revoke":
+        if not row.credentials_ref:
+            print(f"billbridge: {row.id} holds no stored credential", file=sys.stderr)
+            return 1
+        store.upsert_connection(
+            row.id, row.provider, enabled=row.enabled, credentials_ref=None, settings=row.settings
+        )
+        print(f"{row.id}: credential removed from the store")
+        return 0
+    else:
+        print(
+            f"billbridge: {row.id} is a {row.provider} marketplace connection: change it with "
+            f"`billbridge connections add {row.provider} --id {row.id} ...`",
+            file=sys.stderr,
+        )
+        return 2
+    print_json([marketplace_connection_report(store.get_connection(row.id) or row)])
+    return 0
+
+
+def _add_connection(args: argparse.Namespace, store: Store, settings: Settings) -> int:
+    marketplace = args.connection
+    connection_id = args.id or marketplace
+    row = store.get_connection(connection_id)
+    if row is not None and row.provider != marketplace:
+        print(
+            f"billbridge: connection {connection_id} is a {row.provider} connection, not "
+            f"{marketplace}; choose another --id",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        credentials, stored_settings = _marketplace_credentials(marketplace, args)
+        sealed = (
+            SecretBox.from_settings(settings).seal(json.dumps(credentials), connection_id)
+            if credentials
+            else None
+        )
+    except (ValueError, OSError, CodecKeyError) as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2
+    health = "not checked (--no-verify)"
+    if not args.no_verify:
+        config = MarketplaceConfig(connection_id, marketplace, credentials, stored_settings)
+        try:
+            health = verify_marketplace_connection(settings, config)
+        except ExportError as err:
+            print(f"billbridge: {connection_id}: credentials refused: {err}", file=sys.stderr)
+            return 1
+    store.upsert_connection(
+        connection_id,
+        marketplace,
+        enabled=row.enabled if row is not None else True,
+        credentials_ref=sealed,
+        settings=stored_settings,
+    )
+    stored = store.get_connection(connection_id)
+    assert stored is not None
+    print_json([marketplace_connection_report(stored, health=health)])
+    return 0
+
+
+def check_marketplace_connection(store: Store, settings: Settings, connection_id: str) -> str:
+    """`connections list`'s live health of a marketplace connection (never raises)."""
+    try:
+        box = SecretBox.from_settings(settings)
+        return verify_marketplace_connection(settings, store.marketplace_config(connection_id, box))
+    except (ExportError, SecretError, CodecKeyError, MarketplaceSetupError) as err:
+        return f"error: {err}"
+
+
+def marketplace_connection_report(
+    row: ConnectionRow, *, health: str | None = None
+) -> dict[str, object]:
+    """How `connections list` shows a marketplace connection: never a secret."""
+    entry = marketplace_entry(row.provider)
+    if row.credentials_ref:
+        credentials = "sealed in the store"
+    else:
+        credentials = {
+            "aws": "boto3 default credential chain",
+            "gcp": "application default credentials",
+        }.get(row.provider, "none: `billbridge connections add azure ...`")
+    return {
+        "connection": row.id,
+        "provider": row.provider,
+        "marketplace": entry.label,
+        # Where reports go is the marketplace client's decision (its emulator or the real
+        # API); only an explicit override is shown here.
+        "endpoint": os.environ.get(entry.endpoint_env)
+        or f"{entry.endpoint_env} not set: the client's default",
+        "enabled": row.enabled,
+        "connected": bool(row.credentials_ref) or row.provider != "azure",
+        "credentials": credentials,
+        "health": health or "not checked",
+        "settings": row.settings,
+    }
+
+
+# --------------------------------------------------------------------------- marketplace
+
+
+def _fields(pairs: list[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--field {pair}: expected key=value")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _link(args: argparse.Namespace, store: Store) -> int:
+    try:
+        link = MarketplaceLink(
+            customer_id=args.customer,
+            marketplace=args.marketplace,
+            connection_id=args.connection or args.marketplace,
+            account=_fields(args.field or []),
+            mode=args.mode,
+            billing_amount_dimension=args.billing_amount_dimension,
+        )
+        store.link_marketplace(link)
+    except pydantic.ValidationError as err:
+        print(
+            "billbridge: "
+            + format_validation_error(err).replace("Value error, ", "").replace("<root>: ", ""),
+            file=sys.stderr,
+        )
+        return 2
+    except (ValueError, MarketplaceSetupError) as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2
+    if store.get_customer(link.customer_id) is None:
+        print(
+            f"note: no stored customer {link.customer_id} yet (`billbridge customers upsert`)",
+            file=sys.stderr,
+        )
+    print_json(link.model_dump(mode="json"))
+    return 0
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def _list(args: argparse.Namespace, store: Store) -> int:
+    links = store.marketplace_links(customer_id=args.customer, marketplace=args.marketplace)
+    if args.json:
+        print_json([link.model_dump(mode="json") for link in links])
+        return 0
+    rows = [["CUSTOMER", "MARKETPLACE", "CONNECTION", "MODE", "ACCOUNT"]]
+    for link in links:
+        mode: str = link.mode
+        if link.billing_amount_dimension:
+            mode += f" ({link.billing_amount_dimension})"
+        account = " ".join(f"{k}={v}" for k, v in sorted(link.account.items()))
+        rows.append([link.customer_id, link.marketplace, link.connection_id, mode, account])
+    _table(rows)
+    return 0
+
+
+def _dimensions(args: argparse.Namespace, store: Store) -> int:
+    row = store.get_connection(args.connection)
+    if row is None or row.provider not in MARKETPLACES:
+        print(
+            f"billbridge: connection: {args.connection!r} is not a marketplace connection "
+            "(`billbridge connections add aws|azure|gcp --id NAME ...`)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.dimensions_action == "set":
+        try:
+            mapping = DimensionMapping(
+                event_name=args.event_name,
+                dimension=args.dimension,
+                property=args.property,
+                factor=args.factor,
+            )
+        except pydantic.ValidationError as err:
+            print(
+                "billbridge: "
+                + format_validation_error(err).replace("Value error, ", "").replace("<root>: ", ""),
+                file=sys.stderr,
+            )
+            return 2
+        store.set_dimension_mapping(args.connection, mapping)
+        what = f"sum of {mapping.property}" if mapping.property else "count"
+        print(
+            f"{args.connection}: {mapping.event_name} ({what}) x {mapping.factor} -> "
+            f"{mapping.dimension}"
+        )
+        return 0
+    if args.dimensions_action == "delete":
+        if not store.delete_dimension_mapping(args.connection, args.event_name, args.dimension):
+            print(
+                f"billbridge: {args.event_name} -> {args.dimension} is not mapped on "
+                f"{args.connection}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.connection}: {args.event_name} -> {args.dimension} removed")
+        return 0
+    mappings = store.dimension_mappings(args.connection)
+    print_json([m.model_dump(mode="json") for m in mappings])
+    return 0
+
+
+def _ledger(args: argparse.Namespace, store: Store) -> int:
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            print(f"billbridge: --since: {args.since!r} is not an ISO 8601 time", file=sys.stderr)
+            return 2
+        if since.tzinfo is None:
+            print("billbridge: --since: give a timezone (e.g. Z)", file=sys.stderr)
+            return 2
+    records = store.ledger(args.customer, since)
+    if args.json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return 0
+    rows = [["HOUR", "DIMENSION", "QUANTITY", "OUTCOME", "REQUEST", "REF"]]
+    for r in records:
+        rows.append(
+            [
+                r.hour_start.isoformat(),
+                r.dimension,
+                str(r.quantity),
+                r.outcome,
+                str(r.request_id),
+                r.marketplace_ref,
+            ]
+        )
+    _table(rows)
+    return 0
+
+
+def cmd_marketplace(args: argparse.Namespace) -> int:
+    with open_store(Settings.from_env()) as store:
+        action = {
+            "link": _link,
+            "list": _list,
+            "dimensions": _dimensions,
+            "ledger": _ledger,
+        }.get(args.marketplace_action)
+        if action is not None:
+            return action(args, store)
+        if not store.unlink_marketplace(args.customer, args.marketplace):
+            print(f"billbridge: {args.customer} has no {args.marketplace} link", file=sys.stderr)
+            return 1
+        print(f"{args.customer}: {args.marketplace} link removed (the ledger keeps its records)")
+        return 0
+
+
+def add_parser(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "marketplace", help="cloud marketplaces: customer links, dimensions, the ledger"
+    )
+    parser.set_defaults(func=cmd_marketplace)
+    actions = parser.add_subparsers(dest="marketplace_action", required=True)
+
+    link = actions.add_parser("link", help="link a customer to its marketplace account")
+    link.add_argument("customer")
+    link.add_argument("marketplace", choices=MARKETPLACES)
+    link.add_argument("--connection", help="the marketplace connection (default: its name)")
+    link.add_argument(
+        "--field",
+        action="append",
+        metavar="KEY=VALUE",
+        help="account field, repeated. aws: customer_aws_account_id + license_arn, or legacy "
+        "customer_identifier + product_code; azure: resource_id + plan_id; gcp: "
+        "usage_reporting_id + service_name [+ entitlement]. The marketplaces' own names "
+        "(CustomerAWSAccountId, resourceId, ...) work too",
+    )
+    link.add_argument("--mode", choices=["dimensions", "billing_amount"], default="dimensions")
+    link.add_argument(
+        "--billing-amount-dimension", help="with --mode billing_amount: e.g. usage_fee"
+    )
+
+    unlink = actions.add_parser("unlink", help="remove a customer's marketplace link")
+    unlink.add_argument("customer")
+    unlink.add_argument("marketplace", choices=MARKETPLACES)
+
+    listing = actions.add_parser("list", help="the links")
+    listing.add_argument("--customer")
+    listing.add_argument("--marketplace", choices=MARKETPLACES)
+    listing.add_argument("--json", action="store_true")
+
+    dimensions = actions.add_parser("dimensions", help="event -> dimension mappings")
+    dim_actions = dimensions.add_subparsers(dest="dimensions_action", required=True)
+    dim_set = dim_actions.add_parser("set", help="map an event to a dimension")
+    dim_set.add_argument("connection")
+    dim_set.add_argument("event_name")
+    dim_set.add_argument("dimension")
+    dim_set.add_argument("--property", help="the numeric property to sum (omit: count events)")
+    dim_set.add_argument("--factor", default="1", help="unit conversion factor (default 1)")
+    dim_list = dim_actions.add_parser("list", help="a connection's mappings")
+    dim_list.add_argument("connection")
+    dim_delete = dim_actions.add_parser("delete", help="remove a mapping")
+    dim_delete.add_argument("connection")
+    dim_delete.add_argument("event_name")
+    dim_delete.add_argument("dimension")
+
+    ledger = actions.add_parser("ledger", help="what was reported for a customer")
+    ledger.add_argument("customer")
+    ledger.add_argument("--since", help="hours from this time (ISO 8601 with zone)")
+    ledger.add_argument("--json", action="store_true")
