@@ -154,6 +154,12 @@ class MarketplaceWindowClosed(ExportError):
     stays in the ledger as not delivered)."""
 
 
+class MarketplaceNeedsAttention(ExportError):
+    """A marketplace refused records for a reason a person must fix (customer not subscribed,
+    resource not active, unknown dimension, a duplicate holding another quantity). Not
+    retried: the hours are kept in the ledger and sent as saved on the workflow's `retry`."""
+
+
 class ProviderInvoiceMissing(ExportError):
     """The invoice an earlier attempt issued at the provider is gone there (deleted, another
     account, lost data): it may already be with the customer, so a person must decide."""
@@ -168,6 +174,7 @@ NEEDS_ATTENTION = frozenset(
         ProviderCustomerMissing,
         ProviderInvoiceMissing,
         MarketplaceWindowClosed,
+        MarketplaceNeedsAttention,
         ProviderSetupNeeded,
         ProviderTotalsDiffer,
         ProviderBalanceUnexpected,

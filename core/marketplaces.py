@@ -12,10 +12,12 @@ emulator code.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-__all__ = ["MARKETPLACE_ENTRIES", "MarketplaceEntry", "marketplace_entry"]
+__all__ = ["MARKETPLACE_ENTRIES", "MarketplaceEntry", "load_client", "marketplace_entry"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,13 @@ def marketplace_entry(name: str) -> MarketplaceEntry:
         if entry.name == name:
             return entry
     raise KeyError(name)
+
+
+def load_client(name: str) -> Any:
+    """The marketplace's client factory, (Settings, MarketplaceConfig) -> MarketplaceClient
+    (imported now)."""
+    module_name, _, attributes = marketplace_entry(name).client.partition(":")
+    value: Any = importlib.import_module(module_name)
+    for attribute in attributes.split("."):
+        value = getattr(value, attribute)
+    return value

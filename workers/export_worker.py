@@ -1,4 +1,5 @@
-"""The export worker: ExportInvoiceWorkflow and its activities on one task queue.
+"""The worker: ExportInvoiceWorkflow, MarketplaceMeteringWorkflow and their activities on one
+task queue.
 
 Run it with `billbridge worker` (which also starts the embedded Temporal server when
 TEMPORAL_ADDRESS is unset, and the local provider emulators when core/config.py allows them), or
@@ -17,12 +18,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from billbridge.activities.export import ExportActivities
+from billbridge.activities.metering import MeteringActivities
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings, is_local_url
 from billbridge.workers.client import connect
 from billbridge.workers.codec import load_codec
 from billbridge.workers.operator_errors import explain, store_unavailable
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
+from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow
 
 # Activities are synchronous (sqlmodel, the stripe SDK) and run in this many threads.
 MAX_CONCURRENT_ACTIVITIES = 16
@@ -37,11 +40,12 @@ def build_worker(
     executor: ThreadPoolExecutor | None = None,
 ) -> Worker:
     activities = ExportActivities(store, settings)
+    metering = MeteringActivities(store, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[ExportInvoiceWorkflow],
-        activities=activities.activities(),
+        workflows=[ExportInvoiceWorkflow, MarketplaceMeteringWorkflow],
+        activities=[*activities.activities(), *metering.activities()],
         activity_executor=executor or ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )

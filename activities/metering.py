@@ -1,0 +1,288 @@
+"""The report activity of MarketplaceMeteringWorkflow: closed hours from the store to the
+marketplace, through the ledger.
+
+For each hour, oldest first, and each of the link's dimensions, the quantity follows the
+cumulative rule of core/metering.py: usage ingested up to the hour's end, less every quantity
+already in the ledger for earlier hours. It is computed once: the record is saved in the ledger,
+with the exact request, before anything is sent, and from then on that record is sent as saved
+(a retry, a crash, a fix) and never with another quantity. Hours the marketplace no longer takes
+are not sent: their usage stays owed and goes out with the next hour that is (conservation).
+
+Per-record answers: delivered (accepted, or a duplicate of the same quantity) is done; RETRY
+(throttled, unprocessed) raises a retryable error, and the retry resends the saved request;
+anything a person must fix raises a needs-attention error after the answers are recorded, and the
+workflow waits for `retry`, which resends the kept records as saved.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from temporalio import activity
+
+from billbridge.activities.marketplaces.base import (
+    MarketplaceAccount,
+    MarketplaceClient,
+    MarketplaceConfig,
+    Outcome,
+    RecordResult,
+    UsageRecord,
+)
+from billbridge.activities.secrets import SecretBox
+from billbridge.activities.store import Store
+from billbridge.core import activity_names as names
+from billbridge.core.config import Settings
+from billbridge.core.errors import (
+    ExportError,
+    MarketplaceNeedsAttention,
+    ProviderCustomerMissing,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from billbridge.core.marketplaces import load_client
+from billbridge.core.metering import HOUR, hour_quantity, still_open
+from billbridge.core.metering_messages import LastReport, ReportHoursInput, ReportHoursResult
+from billbridge.core.usage import (
+    BILLING_AMOUNT_EVENT,
+    BILLING_AMOUNT_PROPERTY,
+    DimensionMapping,
+    LedgerRecord,
+    MarketplaceLink,
+    record_id,
+)
+
+# Usage counted from here: before any marketplace existed.
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+# Quantities sent to marketplaces that take fractions keep this many decimals; the rest rides
+# along to the next hour (AWS QuantityAsDecimal takes at most 6, botocore's model).
+FRACTION_PLACES = 6
+CENTS = Decimal(100)
+
+
+ClientFactory = Callable[[Settings, MarketplaceConfig], MarketplaceClient]
+
+
+class MeteringActivities:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._box: SecretBox | None = None
+        self._clients: dict[str, tuple[object, MarketplaceClient]] = {}
+        self._lock = threading.Lock()
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.report_metering_hours]
+
+    # -- the activity --------------------------------------------------------------------------
+
+    @activity.defn(name=names.REPORT_METERING_HOURS)
+    def report_metering_hours(self, arg: ReportHoursInput) -> ReportHoursResult:
+        """Report `arg.hours`; billbridge's errors leave as ApplicationErrors of their type,
+        with their retry decision (core/errors.py); anything else is retried."""
+        try:
+            return self._report(arg)
+        except ExportError as err:
+            raise err.to_application_error() from err
+
+    def _report(self, arg: ReportHoursInput) -> ReportHoursResult:
+        link = self.store.get_marketplace_link(arg.customer_id, arg.marketplace)
+        if link is None:
+            missing = ProviderCustomerMissing(
+                f"customer {arg.customer_id} has no {arg.marketplace} marketplace link: "
+                f"`billbridge marketplace link {arg.customer_id} {arg.marketplace} ...`"
+            )
+            missing.provider, missing.customer_id = arg.marketplace, arg.customer_id
+            raise missing
+        client = self._client(link.connection_id)
+        records = self._records(link, client, arg.hours)
+        result = ReportHoursResult(next_hour=arg.hours[-1] + HOUR)
+        problems: list[str] = []
+        retry = False
+        for start in range(0, len(records), client.max_batch):
+            batch = records[start : start + client.max_batch]
+            report = client.prepare(batch)
+            saved = self.store.save_outgoing(link.connection_id, report, batch)
+            activity.heartbeat(f"sending {len(batch)} record(s)")
+            answers = client.send(saved.report())
+            self.store.record_answers(saved.id, answers)
+            for answer in answers:
+                result.records += 1
+                if answer.outcome == Outcome.ACCEPTED:
+                    result.accepted += 1
+                elif answer.outcome == Outcome.DUPLICATE:
+                    result.duplicates += 1
+                elif answer.outcome == Outcome.RETRY:
+                    retry = True
+            problems += self._problems(answers)
+        if problems:
+            error: ExportError = MarketplaceNeedsAttention("; ".join(problems[:5]))
+            error.provider, error.customer_id = arg.marketplace, arg.customer_id
+            raise error
+        if retry:
+            # Throttled or unprocessed records: the retry sends them again, as saved.
+            raise ProviderUnavailable(f"{arg.marketplace}: some records were not processed yet")
+        last = arg.hours[-1]
+        result.last_report = LastReport(
+            hour=last,
+            quantities={r.dimension: str(r.quantity) for r in records if r.hour_start == last},
+            outcome="accepted",
+        )
+        return result
+
+    # -- what each hour reports ----------------------------------------------------------------
+
+    def _records(
+        self, link: MarketplaceLink, client: MarketplaceClient, hours: Sequence[datetime]
+    ) -> list[UsageRecord]:
+        """The hours' records: the ones the ledger holds as saved (not yet delivered), new ones
+        by the cumulative rule; delivered ones are done, hours the marketplace no longer takes
+        are left (their usage goes out with the next hour that is)."""
+        account = MarketplaceAccount(link.marketplace, dict(link.account))
+        mappings = self.store.dimension_mappings(link.connection_id)
+        dimensions = self._dimensions(link, mappings)
+        now = datetime.now(UTC)
+        earlier: dict[str, list[LedgerRecord]] = {
+            dimension: self.store.ledger(
+                link.customer_id, BEGINNING, dimension=dimension, until=hours[-1] + HOUR
+            )
+            for dimension in dimensions
+        }
+        records: list[UsageRecord] = []
+        for hour in hours:
+            open_now = still_open(hour, now, link.marketplace)
+            for dimension in dimensions:
+                rid = record_id(link.customer_id, dimension, hour)
+                kept = next((r for r in earlier[dimension] if r.record_id == rid), None)
+                if kept is not None:
+                    if not kept.delivered and open_now:
+                        records.append(_record(link, account, dimension, hour, kept.quantity))
+                    continue
+                if not open_now:
+                    continue
+                reported = sum(
+                    (r.quantity for r in earlier[dimension] if r.hour_start < hour), Decimal(0)
+                )
+                ingested = self._ingested(link, mappings, dimension, hour + HOUR)
+                quantity = _sendable(
+                    hour_quantity(ingested, reported, integers=_integers(link, client))
+                )
+                if quantity == 0 and not client.reports_zero:
+                    continue
+                records.append(_record(link, account, dimension, hour, quantity))
+                earlier[dimension].append(_pending(link, dimension, hour, quantity))
+        return records
+
+    def _dimensions(self, link: MarketplaceLink, mappings: Sequence[DimensionMapping]) -> list[str]:
+        if link.mode == "billing_amount":
+            if not link.billing_amount_dimension:
+                raise ProviderRejected(
+                    f"customer {link.customer_id}: billing_amount mode needs a dimension"
+                )
+            return [link.billing_amount_dimension]
+        return sorted({m.dimension for m in mappings})
+
+    def _ingested(
+        self,
+        link: MarketplaceLink,
+        mappings: Sequence[DimensionMapping],
+        dimension: str,
+        until: datetime,
+    ) -> Decimal:
+        if link.mode == "billing_amount":
+            # Charges to date (dollars) as cents: the dimension is priced at $0.01.
+            charges = self.store.charges_to_date(
+                link.customer_id,
+                until,
+                event_name=BILLING_AMOUNT_EVENT,
+                property=BILLING_AMOUNT_PROPERTY,
+            )
+            return charges * CENTS
+        ours = [m for m in mappings if m.dimension == dimension]
+        return self.store.usage_totals(link.customer_id, BEGINNING, until, ours).get(
+            dimension, Decimal(0)
+        )
+
+    @staticmethod
+    def _problems(answers: Sequence[RecordResult]) -> list[str]:
+        problems = []
+        for answer in answers:
+            if answer.outcome == Outcome.NEEDS_ATTENTION:
+                problems.append(f"{answer.record_id}: {answer.detail}")
+            elif answer.outcome == Outcome.DUPLICATE and answer.accepted_quantity is not None:
+                problems.append(
+                    f"{answer.record_id}: the marketplace already holds "
+                    f"{answer.accepted_quantity} for this hour ({answer.detail})"
+                )
+        return problems
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _client(self, connection_id: str) -> MarketplaceClient:
+        """The connection's client, built again when the connection changed."""
+        row = self.store.get_connection(connection_id)
+        stamp = row.updated_at if row is not None else None
+        with self._lock:
+            cached = self._clients.get(connection_id)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        config = self.store.marketplace_config(connection_id, self._secrets())
+        client = load_client(config.marketplace)(self.settings, config)
+        with self._lock:
+            self._clients[connection_id] = (stamp, client)
+        return client
+
+    def _secrets(self) -> SecretBox:
+        if self._box is None:
+            self._box = SecretBox.from_settings(self.settings)
+        return self._box
+
+
+def _integers(link: MarketplaceLink, client: MarketplaceClient) -> bool:
+    # Billing-amount mode reports whole cents whatever the marketplace takes.
+    return client.integer_quantities or link.mode == "billing_amount"
+
+
+def _sendable(quantity: Decimal) -> Decimal:
+    """At most FRACTION_PLACES decimals (rounded down: the rest stays owed), written without
+    trailing zeros or an exponent."""
+    kept = quantity.quantize(Decimal(1).scaleb(-FRACTION_PLACES), rounding=ROUND_FLOOR)
+    return kept.to_integral_value() if kept == kept.to_integral_value() else kept.normalize()
+
+
+def _record(
+    link: MarketplaceLink,
+    account: MarketplaceAccount,
+    dimension: str,
+    hour: datetime,
+    quantity: Decimal,
+) -> UsageRecord:
+    return UsageRecord(
+        record_id=record_id(link.customer_id, dimension, hour),
+        customer_id=link.customer_id,
+        account=account,
+        dimension=dimension,
+        hour_start=hour,
+        quantity=quantity,
+    )
+
+
+def _pending(
+    link: MarketplaceLink, dimension: str, hour: datetime, quantity: Decimal
+) -> LedgerRecord:
+    """An in-memory ledger row for a record this call is about to save: later hours of the same
+    call count it as reported."""
+    return LedgerRecord(
+        record_id=record_id(link.customer_id, dimension, hour),
+        customer_id=link.customer_id,
+        marketplace=link.marketplace,
+        connection_id=link.connection_id,
+        dimension=dimension,
+        hour_start=hour,
+        quantity=quantity,
+        request_id=0,
+        saved_at=datetime.now(UTC),
+    )

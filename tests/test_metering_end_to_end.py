@@ -1,0 +1,170 @@
+"""Usage in, MarketplaceMeteringWorkflow on the real dev server and worker, AWS Marketplace
+(the emulator, through boto3) out: every closed hour once, and what was reported equals what
+was ingested after unit conversion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from billbridge.activities.metering import MeteringActivities
+from billbridge.activities.secrets import SecretBox
+from billbridge.activities.store import Store
+from billbridge.core.config import Settings
+from billbridge.core.metering import HOUR, hour_start
+from billbridge.core.metering_messages import MeteringInput, MeteringStatus, ReportHoursInput
+from billbridge.emulators.aws_marketplace import (
+    DEFAULT_ACCESS_KEY_ID,
+    DEFAULT_SECRET_ACCESS_KEY,
+    AwsMarketplaceEmulator,
+)
+from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
+from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
+from conftest import CODEC_TEST_KEY
+
+PRODUCT = "prod-billbridge1"
+ACCOUNT = "111122223333"
+LICENSE = "arn:aws:license-manager::294406891311:license:l-0123456789abcdef"
+CUSTOMER = "cust_metered"
+
+
+@pytest.fixture
+def aws() -> Iterator[AwsMarketplaceEmulator]:
+    with AwsMarketplaceEmulator(requests_per_second=None) as emulator:
+        emulator.add_product(PRODUCT, ["api_calls", "data_gb"])
+        emulator.subscribe(PRODUCT, customer_aws_account_id=ACCOUNT, license_arn=LICENSE)
+        yield emulator
+
+
+@pytest.fixture
+def settings(
+    settings: Settings, aws: AwsMarketplaceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    monkeypatch.setenv("BILLBRIDGE_CODEC_KEY", CODEC_TEST_KEY)  # seals the AWS keys
+    return replace(settings, marketplace_endpoints={"aws": aws.base_url})
+
+
+@pytest.fixture
+def metered(store: Store, settings: Settings) -> None:
+    """An AWS connection (keys sealed), two dimensions, the customer linked."""
+    keys = {"access_key_id": DEFAULT_ACCESS_KEY_ID, "secret_access_key": DEFAULT_SECRET_ACCESS_KEY}
+    sealed = SecretBox.from_settings(settings).seal(json.dumps(keys), "aws")
+    store.upsert_connection("aws", "aws", credentials_ref=sealed, settings={"region": "us-east-1"})
+    set_dimension_mapping(store, "aws", {"event_name": "api_call", "dimension": "api_calls"})
+    set_dimension_mapping(
+        store,
+        "aws",
+        {"event_name": "upload", "property": "bytes", "dimension": "data_gb", "factor": "1e-9"},
+    )
+    link_marketplace(
+        store,
+        {
+            "customer_id": CUSTOMER,
+            "marketplace": "aws",
+            "connection_id": "aws",
+            "account": {"customer_aws_account_id": ACCOUNT, "license_arn": LICENSE},
+        },
+    )
+
+
+def events(hour: datetime, uploads: list[int], calls: int, tag: str) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for n, size in enumerate(uploads):
+        out.append(
+            {
+                "idempotency_key": f"{tag}-up-{n}",
+                "customer_id": CUSTOMER,
+                "event_name": "upload",
+                "timestamp": (hour + timedelta(minutes=n + 1)).isoformat(),
+                "properties": {"bytes": size},
+            }
+        )
+    for n in range(calls):
+        out.append(
+            {
+                "idempotency_key": f"{tag}-call-{n}",
+                "customer_id": CUSTOMER,
+                "event_name": "api_call",
+                "timestamp": (hour + timedelta(minutes=30, seconds=n)).isoformat(),
+                "properties": {},
+            }
+        )
+    return out
+
+
+def reported(aws: AwsMarketplaceEmulator) -> dict[tuple[str, datetime], Decimal]:
+    return {(r.dimension, r.hour): r.quantity for r in aws.accepted()}
+
+
+async def test_closed_hours_are_reported_once_and_conserve_usage(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    aws: AwsMarketplaceEmulator,
+    metered: None,
+) -> None:
+    now = datetime.now(UTC)
+    first = hour_start(now) - 3 * HOUR
+    hours = [first + n * HOUR for n in range(3)]
+    ingest_usage(store, events(hours[0], [1_500_000_000, 250_000_001], 7, "h0"))
+    ingest_usage(store, events(hours[2], [3_000_000_000], 0, "h2"))  # no calls that hour
+    handle = await client.start_workflow(
+        MarketplaceMeteringWorkflow.run,
+        MeteringInput(customer_id=CUSTOMER, marketplace="aws", grace_seconds=0, next_hour=first),
+        id=workflow_id(CUSTOMER),
+        task_queue=worker.task_queue,
+    )
+    await handle.signal(MarketplaceMeteringWorkflow.stop)
+    final = await handle.result()
+
+    assert final.status == MeteringStatus.STOPPED
+    assert final.next_hour == hour_start(now)
+    held = reported(aws)
+    # Every closed hour, every dimension, once: AWS asks for an hourly record even when zero.
+    assert sorted(held) == sorted((d, h) for d in ("api_calls", "data_gb") for h in hours)
+    assert held[("api_calls", hours[0])] == 7 and held[("api_calls", hours[2])] == 0
+    assert held[("data_gb", hours[1])] == 0
+    # 1.750000001 GB: AWS keeps 6 decimals; the 1e-9 rides along to the next hour.
+    assert held[("data_gb", hours[0])] == Decimal("1.75")
+    assert held[("data_gb", hours[2])] == Decimal("3")
+    ingested_gb = Decimal("4.750000001")
+    sent_gb = sum((q for (d, _), q in held.items() if d == "data_gb"), Decimal(0))
+    assert Decimal(0) <= ingested_gb - sent_gb < Decimal("0.000001")
+    ledger = store.ledger(CUSTOMER)
+    assert len(ledger) == 6 and all(r.delivered for r in ledger)
+
+
+def test_a_late_event_goes_into_the_next_hour_and_nothing_is_sent_twice(
+    store: Store, settings: Settings, aws: AwsMarketplaceEmulator, metered: None
+) -> None:
+    activities = MeteringActivities(store, settings)
+    env = ActivityEnvironment()
+    first = hour_start(datetime.now(UTC)) - 4 * HOUR
+    ingest_usage(store, events(first, [], 5, "a"))
+    env.run(
+        activities.report_metering_hours,
+        ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=[first]),
+    )
+    # Late: timestamped in the reported hour, arriving afterwards.
+    ingest_usage(store, events(first, [], 3, "late"))
+    # The same hour asked again (a retried activity) sends nothing new.
+    env.run(
+        activities.report_metering_hours,
+        ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=[first]),
+    )
+    env.run(
+        activities.report_metering_hours,
+        ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=[first + HOUR]),
+    )
+    held = reported(aws)
+    assert held[("api_calls", first)] == 5
+    assert held[("api_calls", first + HOUR)] == 3  # the late calls, never a second report
+    batch_calls = [r for r in aws.requests() if r.operation == "BatchMeterUsage"]
+    assert len(batch_calls) == 2
