@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from billbridge.core.config import Settings
+from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
 from billbridge.core.providers import PROVIDER_ENTRIES, load
 from billbridge.workers.codec import EncryptionCodec, embedded_address, load_codec
 from billbridge.workers.codec_server import CodecServer
@@ -52,6 +54,7 @@ class Emulated:
     label: str  # "Stripe", "QuickBooks"
     url: str
     started: bool  # False: the port was already served by another process, which is used
+    instance: Any = field(default=None, repr=False, compare=False)  # the emulator we started
 
 
 @dataclass
@@ -138,6 +141,26 @@ def local_services(
             )
             emulators.append(emulated)
             settings = replace(settings, api_bases={**settings.api_bases, entry.name: emulated.url})
+        for market in MARKETPLACE_ENTRIES:
+            if settings.marketplace_endpoint(market.name) is not None:
+                continue  # an explicit endpoint, or the real marketplace
+            emulated = _emulate(
+                stack,
+                market.name,
+                market.label,
+                0 if fresh_ports else (ports or {}).get(market.name, market.emulator_port),
+                _emulator(market.emulator),
+            )
+            emulators.append(emulated)
+            endpoints = {**settings.marketplace_endpoints, market.name: emulated.url}
+            settings = replace(settings, marketplace_endpoints=endpoints)
+            if emulated.started and emulated.instance is not None:
+                # Entra ID on the Azure emulator is served over TLS with a CA of its own
+                # (azure-identity refuses an http authority): this process's Azure client
+                # trusts it through the variables activities/marketplaces/azure.py reads.
+                for variable, value in getattr(emulated.instance, "client_env", dict)().items():
+                    if variable != market.endpoint_env:
+                        os.environ.setdefault(variable, value)
         for emulated in emulators:
             if emulated.started:
                 log.info(
@@ -185,4 +208,4 @@ def _emulate(
         # Another process (usually `billbridge server`) serves it; we cannot tell what it is.
         return Emulated(connection, label, f"http://127.0.0.1:{port}", started=False)
     emulator = stack.enter_context(make(port))
-    return Emulated(connection, label, emulator.base_url, started=True)
+    return Emulated(connection, label, emulator.base_url, started=True, instance=emulator)

@@ -29,7 +29,8 @@ from billbridge.workers.dev_server import DevServer
 from conftest import CODEC_TEST_KEY, billbridge, process_env
 
 CLUSTER = {"TEMPORAL_ADDRESS": "temporal.internal:7233"}
-NO_FIXED_PORTS = {"stripe_invoice": 0, "quickbooks": 0}  # emulators on any free port
+# Emulators on any free port.
+NO_FIXED_PORTS = {"stripe_invoice": 0, "quickbooks": 0, "aws": 0, "azure": 0, "gcp": 0}
 
 
 def stripe_endpoint(settings: Settings) -> str:
@@ -87,11 +88,15 @@ def test_local_services_start_emulators_only_with_the_opt_in(
         assert services.emulators == []
         assert services.settings.stripe_api_base == STRIPE_API_URL
         assert services.settings.quickbooks_api_base == QUICKBOOKS_API_URL
+        assert services.settings.marketplace_endpoint("azure") == (
+            "https://marketplaceapi.microsoft.com"
+        )
 
     opted_in = Settings.from_env({**cluster, "BILLBRIDGE_EMULATORS": "1"})
     with local_services(opted_in, ports=NO_FIXED_PORTS) as services:
         started = {e.connection: e for e in services.emulators}
-        assert set(started) == {"stripe_invoice", "quickbooks"}
+        assert set(started) == {"stripe_invoice", "quickbooks", "aws", "azure", "gcp"}
+        assert services.settings.marketplace_endpoint("aws") == started["aws"].url
         assert all(e.started for e in started.values())
         assert services.settings.stripe_api_base == started["stripe_invoice"].url
         # A real Stripe emulator answers there, through the official SDK.
