@@ -34,6 +34,7 @@ from billbridge.activities.providers.stripe_currencies import billing_text
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.messages import ExportResult, ExportStatus
+from billbridge.starter.demo_metering import MeteringRow, run_metering
 from billbridge.starter.door import export_invoice
 from billbridge.starter.local_services import local_services
 from billbridge.starter.samples import DemoSpec, demo_catalog
@@ -67,6 +68,19 @@ class DemoRow:
 
 
 DEMO_FOLDER = "demo"
+METERED = ("aws", "azure", "gcp")
+
+
+def _print_metering(rows: list[MeteringRow]) -> None:
+    header = ("customer", "marketplace", "dimension", "ingested", "reported", "ok")
+    table = [
+        (r.customer_id, r.marketplace, r.dimension, r.ingested, r.reported, "yes" if r.ok else "NO")
+        for r in rows
+    ]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *table, strict=True)]
+    print()
+    for line in (header, tuple("-" * w for w in widths), *table):
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
 
 
 def demo_settings(settings: Settings, run: str) -> Settings:
@@ -98,10 +112,17 @@ def run_demo(*, as_json: bool = False) -> int:
     _fresh_store(settings.database_url)
     demo_dir = settings.data_dir / DEMO_FOLDER
     with local_services(settings, temporal_dir=demo_dir / "temporal") as services:
-        rows = asyncio.run(_run(services.settings, run))
+        # Marketplace emulators this process started (one another process serves cannot be
+        # seeded from here: its customers are left out).
+        marketplaces = {
+            e.connection: e.instance
+            for e in services.emulators
+            if e.instance is not None and e.connection in METERED
+        }
+        rows, metering = asyncio.run(_run(services.settings, run, marketplaces))
         ui_url = services.temporal_ui_url
         server_stops = services.temporal_started
-    ok = all(row.ok for row in rows)
+    ok = all(row.ok for row in rows) and all(row.ok for row in metering)
     if as_json:
         print(
             json.dumps(
@@ -110,6 +131,7 @@ def run_demo(*, as_json: bool = False) -> int:
                     "temporal_ui": ui_url,
                     "store": settings.database_url,
                     "invoices": [dataclasses.asdict(row) for row in rows],
+                    "metering": [dataclasses.asdict(row) for row in metering],
                 },
                 indent=2,
             )
@@ -117,6 +139,12 @@ def run_demo(*, as_json: bool = False) -> int:
     else:
         _print_table(rows)
         print(f"\n{sum(r.ok for r in rows)}/{len(rows)} invoices ended as expected.")
+        if metering:
+            _print_metering(metering)
+            print(
+                f"\n{sum(r.ok for r in metering)}/{len(metering)} metered dimensions: reported "
+                "equals ingested (less what a marketplace cannot take yet, which stays owed)."
+            )
         for line in closing_lines(settings, ui_url, server_stops=server_stops):
             print(line)
     return 0 if ok else 1
@@ -141,7 +169,9 @@ def closing_lines(settings: Settings, ui_url: str | None, *, server_stops: bool)
     return lines
 
 
-async def _run(settings: Settings, run: str) -> list[DemoRow]:
+async def _run(
+    settings: Settings, run: str, marketplaces: dict[str, Any]
+) -> tuple[list[DemoRow], list[MeteringRow]]:
     stripe_base = settings.api_base("stripe_invoice")
     assert settings.temporal_address and stripe_base
     # Fresh customers per run too: a `billbridge server`'s Stripe emulator outlives a run, and
@@ -179,12 +209,13 @@ async def _run(settings: Settings, run: str) -> list[DemoRow]:
                     for spec in specs
                 )
             )
+            metering = await run_metering(settings, store, client, marketplaces, run)
     rows = [
         await asyncio.to_thread(_check, settings, store, stripe, spec, result)
         for spec, result in zip(specs, results, strict=True)
     ]
     store.close()
-    return rows
+    return rows, metering
 
 
 def _prepare_quickbooks(settings: Settings, store: Store, specs: list[DemoSpec]) -> bool:

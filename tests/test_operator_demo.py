@@ -50,6 +50,14 @@ def test_demo_writes_its_own_store_not_the_users(
     assert result["ok"] is True
     demo_url = f"sqlite:///{tmp_path}/demo/billbridge.db"
     assert result["store"] == demo_url
+    # Metering on all three marketplace emulators: reported vs ingested per customer.
+    metering = result["metering"]
+    assert {row["marketplace"] for row in metering} == {"aws", "azure", "gcp"}
+    assert all(
+        set(row) == {"customer_id", "marketplace", "dimension", "ingested", "reported", "ok"}
+        and row["ok"]
+        for row in metering
+    )
 
     assert store.list_exports() == []
     assert store.list_mappings("stripe_invoice") == {"item_theirs": "prod_theirs"}

@@ -1,0 +1,242 @@
+"""The demo's metering part: a few customers on the AWS, Azure and Google Cloud Marketplace
+emulators, over a compressed clock.
+
+Each customer's usage of the last three closed hours is ingested, its MarketplaceMeteringWorkflow
+is started three hours back with no grace period, so the three hours are due at once, and is
+then stopped (every closed hour reported, then the end). What the marketplace emulator accepted
+is compared with what was ingested, after unit conversion: equal, or short by less than the
+unit the marketplace cannot take (Google's whole numbers; AWS's 6 decimals), which stays owed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio.client import Client
+
+from billbridge.activities.secrets import SecretBox
+from billbridge.activities.store import Store
+from billbridge.core.config import Settings
+from billbridge.core.metering import HOUR, hour_start
+from billbridge.core.metering_messages import MeteringInput
+from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
+from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
+
+HOURS = 3
+AWS_PRODUCT = "prod-billbridgedemo"
+AWS_ACCOUNT, AWS_LICENSE = (
+    "111122223333",
+    "arn:aws:license-manager::294406891311:license:l-demo0001",
+)
+AZURE_RESOURCE, AZURE_PLAN = "7f6e5d4c-3b2a-4190-8f7e-6d5c4b3a2910", "standard"
+GCP_PROVIDER, GCP_SERVICE = "billbridge-demo", "billbridge-demo.endpoints.demo.cloud.goog"
+# Event name -> (property summed, or None for a count; dimension; factor): gigabytes stored
+# from bytes, and API calls counted.
+MAPPINGS = {
+    "upload": ("bytes", "storage_gb", Decimal("0.000000001")),
+    "api_call": (None, "api_calls", Decimal(1)),
+}
+# What each marketplace cannot take stays owed: reported may be short of ingested by less than.
+CARRY = {"aws": Decimal("0.000001"), "azure": Decimal("0.000001"), "gcp": Decimal(1)}
+
+
+@dataclasses.dataclass
+class MeteringRow:
+    customer_id: str
+    marketplace: str
+    dimension: str
+    ingested: str
+    reported: str
+    ok: bool
+
+
+def _events(customer: str, first: datetime, seed: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for h in range(HOURS):
+        hour = first + h * HOUR
+        for n in range(3 + (seed + h) % 3):
+            events.append(
+                {
+                    "idempotency_key": f"{customer}-{h}-up-{n}",
+                    "customer_id": customer,
+                    "event_name": "upload",
+                    "timestamp": (hour + timedelta(minutes=7 * n + 1)).isoformat(),
+                    "properties": {"bytes": 123_456_789 * (n + 1) + seed * 1_001},
+                }
+            )
+        for n in range((seed * 5 + h * 3) % 9):
+            events.append(
+                {
+                    "idempotency_key": f"{customer}-{h}-call-{n}",
+                    "customer_id": customer,
+                    "event_name": "api_call",
+                    "timestamp": (hour + timedelta(minutes=n * 5 + 2)).isoformat(),
+                    "properties": {},
+                }
+            )
+    return events
+
+
+def _ingested(events: list[dict[str, Any]]) -> dict[str, Decimal]:
+    totals = {dimension: Decimal(0) for _, dimension, _ in MAPPINGS.values()}
+    for event in events:
+        prop, dimension, factor = MAPPINGS[event["event_name"]]
+        amount = Decimal(1) if prop is None else Decimal(event["properties"][prop])
+        totals[dimension] += amount * factor
+    return totals
+
+
+def _service_account(token_uri: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "billbridge-demo",
+            "private_key_id": "demo",
+            "private_key": pem,
+            "client_email": "metering@billbridge-demo.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": token_uri,
+        }
+    )
+
+
+def _seed(settings: Settings, store: Store, emulators: dict[str, Any], run: str) -> dict[str, str]:
+    """Connections, mappings and links on the emulators this process started; customer ->
+    marketplace."""
+    box = SecretBox.from_settings(settings)
+    customers: dict[str, str] = {}
+
+    def connect(marketplace: str, credentials: dict[str, str], extra: dict[str, str]) -> None:
+        sealed = box.seal(json.dumps(credentials), marketplace) if credentials else None
+        store.upsert_connection(marketplace, marketplace, credentials_ref=sealed, settings=extra)
+        for event_name, (prop, dimension, factor) in MAPPINGS.items():
+            mapping = {"event_name": event_name, "dimension": dimension, "factor": str(factor)}
+            if prop:
+                mapping["property"] = prop
+            set_dimension_mapping(store, marketplace, mapping)
+
+    def link(marketplace: str, account: dict[str, str]) -> None:
+        customer = f"cust_{marketplace}_{run}"
+        link_marketplace(
+            store,
+            {
+                "customer_id": customer,
+                "marketplace": marketplace,
+                "connection_id": marketplace,
+                "account": account,
+            },
+        )
+        customers[customer] = marketplace
+
+    dimensions = [dimension for _, dimension, _ in MAPPINGS.values()]
+    if aws := emulators.get("aws"):
+        from billbridge.emulators.aws_marketplace import (
+            DEFAULT_ACCESS_KEY_ID,
+            DEFAULT_SECRET_ACCESS_KEY,
+        )
+
+        aws.add_product(AWS_PRODUCT, dimensions)
+        aws.subscribe(AWS_PRODUCT, customer_aws_account_id=AWS_ACCOUNT, license_arn=AWS_LICENSE)
+        keys = {
+            "access_key_id": DEFAULT_ACCESS_KEY_ID,
+            "secret_access_key": DEFAULT_SECRET_ACCESS_KEY,
+        }
+        connect("aws", keys, {"region": "us-east-1"})
+        link("aws", {"customer_aws_account_id": AWS_ACCOUNT, "license_arn": AWS_LICENSE})
+    if azure := emulators.get("azure"):
+        azure.add_subscription(AZURE_RESOURCE, AZURE_PLAN, dimensions)
+        secret = {
+            "tenant_id": azure.tenant_id,
+            "client_id": azure.client_id,
+            "client_secret": azure.client_secret,
+        }
+        connect("azure", secret, {})
+        link("azure", {"resource_id": AZURE_RESOURCE, "plan_id": AZURE_PLAN})
+    if gcp := emulators.get("gcp"):
+        reporting_id = f"project_number:{run}"
+        gcp.add_entitlement(GCP_PROVIDER, f"ent-{run}", reporting_id, GCP_SERVICE, dimensions)
+        connect(
+            "gcp",
+            {"service_account_json": _service_account(gcp.token_uri)},
+            {"provider_id": GCP_PROVIDER},
+        )
+        link("gcp", {"usage_reporting_id": reporting_id, "service_name": GCP_SERVICE})
+    return customers
+
+
+def _reported(marketplace: str, emulator: Any, customer_account: str) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    if marketplace == "aws":
+        for record in emulator.accepted():
+            if record.customer_aws_account_id == customer_account:
+                totals[record.dimension] = (
+                    totals.get(record.dimension, Decimal(0)) + record.quantity
+                )
+    elif marketplace == "azure":
+        for event in emulator.accepted():
+            if event["resourceId"] == customer_account:
+                quantity = Decimal(str(event["quantity"]))
+                totals[event["dimension"]] = totals.get(event["dimension"], Decimal(0)) + quantity
+    else:
+        for operation in emulator.accepted():
+            if operation["consumerId"] == customer_account:
+                for name, value in operation["metrics"].items():
+                    dimension = name.rsplit("/", 1)[-1]
+                    totals[dimension] = totals.get(dimension, Decimal(0)) + Decimal(value)
+    return totals
+
+
+async def run_metering(
+    settings: Settings, store: Store, client: Client, emulators: dict[str, Any], run: str
+) -> list[MeteringRow]:
+    """Meter the demo customers; one row per customer and dimension."""
+    customers = _seed(settings, store, emulators, run)
+    first = hour_start(datetime.now(UTC)) - HOURS * HOUR
+    ingested: dict[str, dict[str, Decimal]] = {}
+    for seed, customer in enumerate(customers):
+        events = _events(customer, first, seed)
+        ingest_usage(store, events)
+        ingested[customer] = _ingested(events)
+    handles = []
+    for customer, marketplace in customers.items():
+        handle = await client.start_workflow(
+            MarketplaceMeteringWorkflow.run,
+            MeteringInput(
+                customer_id=customer, marketplace=marketplace, grace_seconds=0, next_hour=first
+            ),
+            id=workflow_id(customer),
+            task_queue=settings.task_queue,
+        )
+        await handle.signal(MarketplaceMeteringWorkflow.stop)
+        handles.append(handle)
+    for handle in handles:
+        await handle.result()
+    accounts = {"aws": AWS_ACCOUNT, "azure": AZURE_RESOURCE}
+    rows = []
+    for customer, marketplace in customers.items():
+        account = accounts.get(marketplace, f"project_number:{run}")
+        reported = _reported(marketplace, emulators[marketplace], account)
+        for dimension, total in sorted(ingested[customer].items()):
+            sent = reported.get(dimension, Decimal(0))
+            ok = Decimal(0) <= total - sent < CARRY[marketplace]
+            rows.append(
+                MeteringRow(customer, marketplace, dimension, _text(total), _text(sent), ok)
+            )
+    return rows
+
+
+def _text(amount: Decimal) -> str:
+    return format(amount.normalize(), "f") if amount else "0"
