@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/export_throughput.py
 	$(BIN)/python bench/quickbooks_export.py
 	$(BIN)/python bench/stripe_balance.py
+	$(BIN)/python bench/metering.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache *.egg-info
