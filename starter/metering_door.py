@@ -78,12 +78,18 @@ class MeteringStart:
     """The first hour the new run reports (None when reused)."""
 
 
-def resume_hour(store: Store, customer_id: str, marketplace: str, now: datetime) -> datetime:
+def resume_hour(
+    store: Store,
+    customer_id: str,
+    marketplace: str,
+    now: datetime,
+    first_hour: datetime | None = None,
+) -> datetime:
     """Where a new run starts: the oldest hour with a record not delivered whose window is
     still open (a stop while it needed attention: the activity resends it as saved), else the
-    hour after the newest record, else the current hour; never before the oldest hour the
-    marketplace still takes (the usage of hours it no longer takes is not lost: the cumulative
-    rule puts it into the first hour reported)."""
+    hour after the newest record, else `first_hour` (default: the current hour); never before
+    the oldest hour the marketplace still takes (the usage of hours it no longer takes is not
+    lost: the cumulative rule puts it into the first hour reported)."""
     records = [r for r in store.ledger(customer_id) if r.marketplace == marketplace]
     undelivered = [
         r.hour_start
@@ -92,9 +98,11 @@ def resume_hour(store: Store, customer_id: str, marketplace: str, now: datetime)
     ]
     if undelivered:
         return min(undelivered)
-    if not records:
-        return hour_start(now)
-    return max(max(r.hour_start for r in records) + HOUR, oldest_open_hour(now, marketplace))
+    if records:
+        after = max(r.hour_start for r in records) + HOUR
+    else:
+        after = hour_start(first_hour or now)
+    return max(after, oldest_open_hour(now, marketplace))
 
 
 def _handle(client: Client, customer_id: str) -> MeteringHandle:
@@ -122,13 +130,14 @@ async def start_metering(
     task_queue: str,
     *,
     grace_seconds: int = DEFAULT_GRACE_SECONDS,
-    now: datetime | None = None,
+    first_hour: datetime | None = None,
 ) -> MeteringStart:
     """Start (or find) the customer's metering to `marketplace`.
 
     The customer must be linked to it (the report activity reads the link). A running workflow
     is reused (raises MeteringConflict when it meters another marketplace); a stopped one
-    starts again from the ledger (resume_hour).
+    starts again from the ledger (resume_hour). `first_hour`: where a customer with nothing in
+    the ledger starts (usage ingested before the link; default: the current hour).
     """
     if store.get_marketplace_link(customer_id, marketplace) is None:
         raise MeteringError(
@@ -144,7 +153,7 @@ async def start_metering(
                 f"`billbridge marketplace unlink {customer_id} {running}` stops it first"
             )
         return MeteringStart(handle, started=False, next_hour=None)
-    next_hour = resume_hour(store, customer_id, marketplace, now or datetime.now(UTC))
+    next_hour = resume_hour(store, customer_id, marketplace, datetime.now(UTC), first_hour)
     started = await client.start_workflow(
         MarketplaceMeteringWorkflow.run,
         MeteringInput(

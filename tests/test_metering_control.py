@@ -14,7 +14,7 @@ import json
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -142,6 +142,14 @@ async def state_becomes(
         await asyncio.sleep(0.1)
     assert seen[0] is not None
     return seen[0]
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 20) -> None:
+    for _ in range(int(within * 10)):
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
 
 
 async def attributes_become(client: Client, customer_id: str, status: str) -> dict[str, str]:
@@ -315,7 +323,54 @@ async def test_a_link_while_temporal_is_down_is_kept_and_says_how_to_start(
     kept = await cli(worker, "marketplace", "unlink", customer, "aws", env=down)
     assert kept.returncode == 3 and "the link is kept" in kept.stderr
 
-    started = await cli(worker, "marketplace", "start", customer, "--grace-seconds", "0")
+    # Usage ingested before the link can be reported: `--from` an earlier hour.
+    earlier = hour_start(datetime.now(UTC)) - HOUR
+    started = await cli(
+        worker, "marketplace", "start", customer, "--grace-seconds", "0",
+        "--from", earlier.isoformat(),
+    )  # fmt: skip
     assert started.returncode == 0, started.stderr
-    assert "metering started" in started.stderr
+    assert f"metering started ({workflow_id(customer)}), from the hour {earlier.isoformat()}" in (
+        started.stderr
+    )
     await state_becomes(client, customer, MeteringStatus.METERING)
+
+
+async def test_needs_attention_shows_in_status_and_retry_reports_the_waiting_hours(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    aws: AwsMarketplaceEmulator,
+    connection: None,
+    customer: str,
+) -> None:
+    now = datetime.now(UTC)
+    hours = [hour_start(now) - 2 * HOUR, hour_start(now) - HOUR]
+    ingest_usage(store, calls(customer, hours[0], 3, "a"))
+    ingest_usage(store, calls(customer, hours[1], 5, "b"))
+    link_marketplace(store, link_payload(customer))
+    aws.unsubscribe(license_arn=LICENSE)  # AWS answers CustomerNotSubscribed
+
+    begun = await door.start_metering(
+        client, store, customer, "aws", worker.task_queue, grace_seconds=0, first_hour=hours[0]
+    )
+    assert begun.next_hour == hours[0]
+    waiting = await state_becomes(client, customer, MeteringStatus.NEEDS_ATTENTION)
+    assert "CustomerNotSubscribed" in waiting.reason
+    await attributes_become(client, customer, "needs_attention")
+    status = await cli(worker, "marketplace", "status", customer, "--json")
+    (row,) = json.loads(status.stdout)
+    assert row["status"] == "needs_attention" and "CustomerNotSubscribed" in row["reason"]
+    # Saved and not delivered: a later start would begin with them, not after them.
+    assert door.resume_hour(store, customer, "aws", datetime.now(UTC)) == hours[0]
+
+    aws.subscribe(PRODUCT, customer_aws_account_id=ACCOUNT, license_arn=LICENSE)
+    retried = await cli(worker, "marketplace", "retry", customer)
+    assert retried.returncode == 0, retried.stderr
+    state = await state_becomes(client, customer, MeteringStatus.METERING)
+    await wait_until(lambda: len(aws.accepted()) == 2)
+    held = {(r.dimension, r.hour): r.quantity for r in aws.accepted()}
+    assert held == {("api_calls", hours[0]): 3, ("api_calls", hours[1]): 5}
+    final = await door.stop_metering(client, customer)
+    assert final is not None and final.next_hour == hour_start(now)
+    assert state.reason == "" and all(r.delivered for r in store.ledger(customer))

@@ -6,7 +6,7 @@ billbridge marketplace link CUSTOMER aws|azure|gcp [--connection ID] --field k=v
                             [--mode dimensions|billing_amount] [--billing-amount-dimension D]
                             [--grace-seconds N] [--no-start]
 billbridge marketplace unlink CUSTOMER MARKETPLACE [--force] [--wait SECONDS]
-billbridge marketplace start CUSTOMER [--grace-seconds N]
+billbridge marketplace start CUSTOMER [--grace-seconds N] [--from ISO]
 billbridge marketplace pause CUSTOMER --reason TEXT
 billbridge marketplace resume|retry CUSTOMER
 billbridge marketplace status [CUSTOMER] [--json]
@@ -408,7 +408,25 @@ def _only_link(store: Store, customer_id: str) -> MarketplaceLink | None:
     return None
 
 
+def _aware(flag: str, text: str | None) -> datetime | None:
+    """An ISO 8601 time with its zone; ValueError naming the flag."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{flag}: give a timezone (e.g. Z)")
+    return moment
+
+
 def _start(args: argparse.Namespace, store: Store) -> int:
+    try:
+        first_hour = _aware("--from", args.first_hour)
+    except ValueError as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2
     link = _only_link(store, args.customer)
     if link is None:
         return 1
@@ -423,6 +441,7 @@ def _start(args: argparse.Namespace, store: Store) -> int:
                 link.marketplace,
                 settings.task_queue,
                 grace_seconds=args.grace_seconds,
+                first_hour=first_hour,
             ),
         )
     except metering_door.MeteringError as err:
@@ -718,6 +737,13 @@ def add_parser(sub: Subparsers) -> None:
     )
     start.add_argument("customer")
     _grace_argument(start)
+    start.add_argument(
+        "--from",
+        dest="first_hour",
+        metavar="ISO",
+        help="with nothing in the ledger yet: report from this hour (ISO 8601 with zone; "
+        "default the current hour; never before the oldest hour the marketplace still takes)",
+    )
 
     pause = actions.add_parser("pause", help="hold a customer's reports (hours stay owed)")
     pause.add_argument("customer")
