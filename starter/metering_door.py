@@ -24,6 +24,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -206,11 +207,21 @@ async def retry_metering(client: Client, customer_id: str) -> None:
 
 
 async def stop_metering(
-    client: Client, customer_id: str, *, wait: timedelta | None = STOP_TIMEOUT
+    client: Client,
+    customer_id: str,
+    *,
+    wait: timedelta | None = STOP_TIMEOUT,
+    marketplace: str | None = None,
 ) -> MeteringState | None:
     """Report every closed hour, then end. Waits up to `wait` for the final state (None: do
-    not wait, returns None). Raises MeteringNotRunning when nothing runs, MeteringStopTimeout
-    when the final report takes longer (no worker running, or the marketplace down)."""
+    not wait, returns None). Raises MeteringNotRunning when nothing runs (for `marketplace`,
+    when given: unlinking another marketplace leaves the customer's metering alone),
+    MeteringStopTimeout when the final report takes longer (no worker running, or the
+    marketplace down)."""
+    if marketplace is not None:
+        running = await _running_marketplace(_handle(client, customer_id))
+        if running is None or (running and running != marketplace):
+            raise MeteringNotRunning(f"no {marketplace} metering running for {customer_id}")
     await _signal(client, customer_id, MarketplaceMeteringWorkflow.stop)
     if wait is None:
         return None
@@ -244,7 +255,7 @@ async def metering_state(
             return await asyncio.wait_for(
                 handle.query(MarketplaceMeteringWorkflow.state), query_wait.total_seconds()
             )
-        except (TimeoutError, RPCError):
+        except (TimeoutError, RPCError, WorkflowQueryFailedError):
             known = attributes.get(EXPORT_STATUS) or MeteringStatus.METERING.value
             return MeteringState(
                 customer_id=customer_id,
@@ -264,3 +275,34 @@ async def metering_state(
         status=MeteringStatus.STOPPED,
         reason=f"the workflow {ended}",
     )
+
+
+# Visibility: which customers' metering waits for a person (no worker needed to answer).
+WAITING_QUERY = (
+    'WorkflowType = "MarketplaceMeteringWorkflow" AND '
+    f'{EXPORT_STATUS.name} = "{MeteringStatus.NEEDS_ATTENTION.value}" AND '
+    'ExecutionStatus = "Running"'
+)
+
+
+async def waiting_metering(client: Client) -> list[str]:
+    """The customers whose metering needs attention (visibility lags a moment behind)."""
+    found = []
+    async for execution in client.list_workflows(WAITING_QUERY):
+        customer_id = execution.typed_search_attributes.get(CUSTOMER_ID)
+        if customer_id:
+            found.append(customer_id)
+    return sorted(found)
+
+
+async def retry_waiting_metering(client: Client) -> int:
+    """Signal `retry` to every metering that needs attention (after a fix the store cannot
+    tell apart, as `billbridge attention retry` does for exports); how many were signalled."""
+    count = 0
+    for customer_id in await waiting_metering(client):
+        try:
+            await retry_metering(client, customer_id)
+        except MeteringNotRunning:  # ended since it was listed
+            continue
+        count += 1
+    return count

@@ -364,6 +364,13 @@ async def test_needs_attention_shows_in_status_and_retry_reports_the_waiting_hou
     # Saved and not delivered: a later start would begin with them, not after them.
     assert door.resume_hour(store, customer, "aws", datetime.now(UTC)) == hours[0]
 
+    for _ in range(100):  # visibility catches up a moment later
+        if customer in await door.waiting_metering(client):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"{customer} never listed as needing attention")
+
     aws.subscribe(PRODUCT, customer_aws_account_id=ACCOUNT, license_arn=LICENSE)
     retried = await cli(worker, "marketplace", "retry", customer)
     assert retried.returncode == 0, retried.stderr

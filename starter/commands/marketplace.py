@@ -461,7 +461,10 @@ def _unlink(args: argparse.Namespace, store: Store) -> int:
     final: MeteringState | None = None
     try:
         final = _with_client(
-            settings, lambda client: metering_door.stop_metering(client, args.customer, wait=wait)
+            settings,
+            lambda client: metering_door.stop_metering(
+                client, args.customer, wait=wait, marketplace=args.marketplace
+            ),
         )
     except metering_door.MeteringNotRunning:
         pass
@@ -539,7 +542,12 @@ def _status(args: argparse.Namespace, store: Store) -> int:
     settings = Settings.from_env()
 
     async def states(client: Client) -> list[MeteringState | None]:
-        return [await metering_door.metering_state(client, link.customer_id) for link in links]
+        # At once: without a worker each query waits out its timeout.
+        return list(
+            await asyncio.gather(
+                *(metering_door.metering_state(client, link.customer_id) for link in links)
+            )
+        )
 
     rows = [
         _state_row(link, state)
