@@ -166,7 +166,8 @@ async def start_metering(
         id=workflow_id(customer_id),
         task_queue=task_queue,
         # A stopped (or failed) run may start again: it continues from the ledger. Two starts
-        # at once: the second gets the first's run.
+        # at once: the second gets the first's run. (Reuse and conflict policies:
+        # https://docs.temporal.io/workflow-execution/workflowid-runid#workflow-id-conflict-policy)
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes(

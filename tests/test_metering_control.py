@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Replayer
 
 from billbridge.activities.metering import MeteringActivities
 from billbridge.activities.secrets import SecretBox
@@ -38,7 +39,7 @@ from billbridge.emulators.aws_marketplace import (
 from billbridge.starter import metering_door as door
 from billbridge.starter.door import InvalidPayload
 from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
-from billbridge.workflows.marketplace_metering import workflow_id
+from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
 from billbridge.workflows.search_attributes import CUSTOMER_ID, EXPORT_STATUS, PROVIDER
 from conftest import CODEC_TEST_KEY, billbridge
 
@@ -215,6 +216,11 @@ async def test_link_starts_metering_then_pause_resume_status_and_unlink_stops_it
     final = await door.metering_state(client, customer)
     assert final is not None and final.status == MeteringStatus.STOPPED
     await attributes_become(client, customer, "stopped")
+    # The status upserts replay: the whole history (link, pause, resume, stop) is deterministic.
+    history = await client.get_workflow_handle(workflow_id(customer)).fetch_history()
+    await Replayer(
+        workflows=[MarketplaceMeteringWorkflow], data_converter=client.data_converter
+    ).replay_workflow(history)
     # Stopped: signals have nothing to reach.
     resumed = await cli(worker, "marketplace", "resume", customer)
     assert resumed.returncode == 1 and f"marketplace start {customer}" in resumed.stderr

@@ -191,6 +191,10 @@ class MarketplaceMeteringWorkflow:
         with our search attributes (so registered on that server)."""
         if self._state.status == self._published:
             return
+        # Set by the starter, so registered on this server; continue-as-new carries them (sdk-core
+        # ContinueAsNewWorkflowExecution.search_attributes: "If unset, re-uses the current
+        # workflow's search attributes", https://github.com/temporalio/sdk-core/blob/master/
+        # crates/protos/protos/local/temporal/sdk/core/workflow_commands/workflow_commands.proto).
         if workflow.info().typed_search_attributes.get(CUSTOMER_ID) is None:
             return
         updates = [EXPORT_STATUS.value_set(self._state.status.value)]
