@@ -31,6 +31,7 @@ from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.metering import HOUR, hour_start
 from billbridge.core.metering_messages import MeteringState, MeteringStatus, ReportHoursInput
+from billbridge.core.usage import MarketplaceLink
 from billbridge.emulators.aws_marketplace import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_SECRET_ACCESS_KEY,
@@ -252,6 +253,24 @@ async def test_stop_reports_closed_hours_and_a_new_start_continues_from_the_ledg
     assert begun.started and begun.next_hour == hours[1]
     reused = await door.start_metering(client, store, customer, "aws", worker.task_queue)
     assert not reused.started
+    # A second marketplace written to the store behind the door's back: its start and its
+    # unlink leave the running aws metering alone.
+    store.upsert_connection("azure", "azure")
+    store.link_marketplace(
+        MarketplaceLink.model_validate(
+            {
+                "customer_id": customer,
+                "marketplace": "azure",
+                "connection_id": "azure",
+                "account": {"resource_id": "r1", "plan_id": "gold"},
+            }
+        )
+    )
+    with pytest.raises(door.MeteringConflict, match="meters aws, not azure"):
+        await door.start_metering(client, store, customer, "azure", worker.task_queue)
+    with pytest.raises(door.MeteringNotRunning):
+        await door.stop_metering(client, customer, marketplace="azure")
+    assert store.unlink_marketplace(customer, "azure")
 
     final = await door.stop_metering(client, customer)
     assert final is not None and final.status == MeteringStatus.STOPPED
