@@ -497,24 +497,28 @@ def _unlink(args: argparse.Namespace, store: Store) -> int:
 
 
 def _signal(args: argparse.Namespace, store: Store) -> int:
-    settings = Settings.from_env()
-    customer = args.customer
-    work: Callable[[Client], Awaitable[None]]
-    if args.marketplace_action == "pause":
-        work = lambda client: metering_door.pause_metering(client, customer, args.reason)  # noqa: E731
-        done = f"{customer}: metering paused ({args.reason})"
-    elif args.marketplace_action == "resume":
-        work = lambda client: metering_door.resume_metering(client, customer)  # noqa: E731
-        done = f"{customer}: metering resumed"
-    else:
-        work = lambda client: metering_door.retry_metering(client, customer)  # noqa: E731
-        done = f"{customer}: metering asked to report its waiting hours again"
+    """pause, resume or retry: a signal to the customer's running metering."""
+    customer, action = args.customer, args.marketplace_action
+
+    async def send(client: Client) -> None:
+        if action == "pause":
+            await metering_door.pause_metering(client, customer, args.reason)
+        elif action == "resume":
+            await metering_door.resume_metering(client, customer)
+        else:
+            await metering_door.retry_metering(client, customer)
+
     try:
-        _with_client(settings, work)
+        _with_client(Settings.from_env(), send)
     except metering_door.MeteringNotRunning as err:
         print(f"billbridge: {err}", file=sys.stderr)
         return 1
-    print(done)
+    if action == "pause":
+        print(f"{customer}: metering paused ({args.reason})")
+    elif action == "resume":
+        print(f"{customer}: metering resumed")
+    else:
+        print(f"{customer}: metering asked to report its waiting hours again")
     return 0
 
 
