@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import pydantic
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from billbridge.activities.marketplaces.base import MarketplaceConfig
 from billbridge.activities.secrets import SecretBox, SecretError
@@ -351,7 +352,9 @@ def _link(args: argparse.Namespace, store: Store) -> int:
         )
     except Exception as err:  # the link is stored either way: say how to start it later
         explained = explain(err, settings)
-        if explained is None and not isinstance(err, metering_door.MeteringError):
+        # RPCError: Temporal refused the start (e.g. a cluster without billbridge's search
+        # attributes: docker/temporal-setup.sh registers them).
+        if explained is None and not isinstance(err, metering_door.MeteringError | RPCError):
             raise
         print(
             f"billbridge: the link is stored, but its metering did not start: "
@@ -447,6 +450,9 @@ def _start(args: argparse.Namespace, store: Store) -> int:
     except metering_door.MeteringError as err:
         print(f"billbridge: {err}", file=sys.stderr)
         return 2 if isinstance(err, metering_door.MeteringConflict) else 1
+    except RPCError as err:
+        print(f"billbridge: Temporal refused the start: {err}", file=sys.stderr)
+        return 1
     _print_start(link.customer_id, begun)
     return 0
 
