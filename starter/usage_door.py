@@ -26,6 +26,7 @@ from billbridge.core.usage import (
     UsageEvent,
 )
 from billbridge.starter.door import InvalidPayload
+from billbridge.workflows.marketplace_metering import workflow_id as metering_workflow_id
 
 MAX_PROBLEMS = 20
 
@@ -141,13 +142,34 @@ def _refusal(what: str, err: pydantic.ValidationError) -> InvalidPayload:
     return InvalidPayload(f"invalid {what}: " + "; ".join(text.splitlines()))
 
 
+def check_one_marketplace(store: Store, link: MarketplaceLink) -> None:
+    """One marketplace per customer: its MarketplaceMeteringWorkflow
+    (`marketplace-metering/<customer id>`, the issue's id) reports to one. Raises
+    InvalidPayload naming the `marketplace` field when the customer is linked to another."""
+    others = [
+        other.marketplace
+        for other in store.marketplace_links(customer_id=link.customer_id)
+        if other.marketplace != link.marketplace
+    ]
+    if others:
+        raise InvalidPayload(
+            f"invalid marketplace link: marketplace: customer {link.customer_id} is already "
+            f"linked to {others[0]}; a customer reports to one marketplace (its metering "
+            f"workflow is {metering_workflow_id(link.customer_id)}): "
+            f"`billbridge marketplace unlink {link.customer_id} {others[0]}` first"
+        )
+
+
 def link_marketplace(store: Store, payload: dict[str, Any] | MarketplaceLink) -> MarketplaceLink:
     """Link a customer to its marketplace account (MarketplaceLink's fields); raises
-    InvalidPayload naming the field (an account field missing, an unknown connection...)."""
+    InvalidPayload naming the field (an account field missing, an unknown connection, a
+    customer already linked to another marketplace...). Linking again to the same marketplace
+    replaces the link. Store only: starter/metering_door.start_metering starts its metering."""
     try:
         link = MarketplaceLink.model_validate(payload)
     except pydantic.ValidationError as err:
         raise _refusal("marketplace link", err) from err
+    check_one_marketplace(store, link)
     try:
         store.link_marketplace(link)
     except MarketplaceSetupError as err:

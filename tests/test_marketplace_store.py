@@ -484,6 +484,8 @@ def test_cli_connections_links_dimensions_and_ledger(tmp_path: Path) -> None:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "BILLBRIDGE_CODEC_KEY": generate_key(),
         "AZ_SECRET": "very-secret-value",
+        # No Temporal here (never a server another process runs on the default port).
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -510,7 +512,7 @@ def test_cli_connections_links_dimensions_and_ledger(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "x: not a field of a link to azure" in bad.stderr
     linked = cli(
         "marketplace", "link", "cust_1", "azure", "--connection", "az",
-        "--field", "resourceId=sub-1", "--field", "planId=gold",
+        "--field", "resourceId=sub-1", "--field", "planId=gold", "--no-start",
     )  # fmt: skip
     assert linked.returncode == 0, linked.stderr
     shown = cli("marketplace", "list", "--json")
@@ -531,5 +533,5 @@ def test_cli_connections_links_dimensions_and_ledger(tmp_path: Path) -> None:
     assert ledger.returncode == 0, ledger.stderr
     (row,) = json.loads(ledger.stdout)
     assert (row["quantity"], row["outcome"]) == ("2.5", "pending")
-    assert cli("marketplace", "unlink", "cust_1", "azure").returncode == 0
+    assert cli("marketplace", "unlink", "cust_1", "azure", "--force").returncode == 0
     assert cli("marketplace", "unlink", "cust_1", "azure").returncode == 1

@@ -10,6 +10,13 @@ only carries the next hour to report.
 Signals: `pause` (with a reason) and `resume`; `retry` after a person fixed what it waits for;
 `stop` reports every closed hour and ends. Query: `state`. Continue-as-new before the history
 grows large, carrying its state, once every signal handler has finished.
+
+Search attributes: started through the door (starter/metering_door.py), a run carries
+`CustomerId` and `Provider` (the marketplace) and keeps `ExportStatus` at its status (metering,
+paused, needs_attention, stopped), so `ExportStatus = "needs_attention"` lists the customers whose
+metering waits for a person, without a worker. A run started without them (the time-skipping
+test server, which registers no custom attribute and fails the workflow task on an upsert) does
+not upsert any.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ReportHoursResult,
     )
     from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
+    from billbridge.workflows.search_attributes import CUSTOMER_ID, EXPORT_STATUS, PROVIDER
 
 # Hours one report activity takes at most: a catch-up after an outage goes a day at a time.
 HOURS_PER_REPORT = 24
@@ -49,6 +57,7 @@ class MarketplaceMeteringWorkflow:
         self._pause_reason = ""
         self._retry_requested = False
         self._stop_requested = False
+        self._published: MeteringStatus | None = None
 
     @workflow.query
     def state(self) -> MeteringState:
@@ -95,6 +104,7 @@ class MarketplaceMeteringWorkflow:
                 ):
                     next_hour = await self._report(params, due[:HOURS_PER_REPORT], next_hour)
                 self._state.status = MeteringStatus.STOPPED
+                self._publish()
                 return self._state
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -153,6 +163,7 @@ class MarketplaceMeteringWorkflow:
                 if self._stop_requested and not self._retry_requested:
                     return next_hour
                 self._state.status, self._state.reason = MeteringStatus.METERING, ""
+                self._publish()
                 continue
             self._state.hours_reported += len(hours)
             self._state.last_report = result.last_report or self._state.last_report
@@ -170,7 +181,27 @@ class MarketplaceMeteringWorkflow:
             pass
 
     def _show(self) -> None:
-        if self._state.status in (MeteringStatus.NEEDS_ATTENTION, MeteringStatus.STOPPED):
+        if self._state.status not in (MeteringStatus.NEEDS_ATTENTION, MeteringStatus.STOPPED):
+            self._state.status = MeteringStatus.PAUSED if self._paused else MeteringStatus.METERING
+            self._state.reason = self._pause_reason if self._paused else ""
+        self._publish()
+
+    def _publish(self) -> None:
+        """Upsert the status when it changed (one history event per change), on runs started
+        with our search attributes (so registered on that server)."""
+        if self._state.status == self._published:
             return
-        self._state.status = MeteringStatus.PAUSED if self._paused else MeteringStatus.METERING
-        self._state.reason = self._pause_reason if self._paused else ""
+        # Set by the starter, so registered on this server; continue-as-new carries them (sdk-core
+        # ContinueAsNewWorkflowExecution.search_attributes: "If unset, re-uses the current
+        # workflow's search attributes", https://github.com/temporalio/sdk-core/blob/master/
+        # crates/protos/protos/local/temporal/sdk/core/workflow_commands/workflow_commands.proto).
+        if workflow.info().typed_search_attributes.get(CUSTOMER_ID) is None:
+            return
+        updates = [EXPORT_STATUS.value_set(self._state.status.value)]
+        if self._published is None:  # first upsert of this run: who and where, too
+            updates += [
+                CUSTOMER_ID.value_set(self._state.customer_id),
+                PROVIDER.value_set(self._state.marketplace),
+            ]
+        workflow.upsert_search_attributes(updates)
+        self._published = self._state.status

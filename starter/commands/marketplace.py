@@ -1,9 +1,15 @@
-"""billbridge marketplace link|unlink|list|dimensions|ledger, and the marketplace side of
-`billbridge connections` (add aws|azure|gcp, list, revoke, enable, disable).
+"""billbridge marketplace link|unlink|start|pause|resume|retry|status|list|dimensions|ledger,
+and the marketplace side of `billbridge connections` (add aws|azure|gcp, list, revoke, enable,
+disable).
 
 billbridge marketplace link CUSTOMER aws|azure|gcp [--connection ID] --field k=v ...
                             [--mode dimensions|billing_amount] [--billing-amount-dimension D]
-billbridge marketplace unlink CUSTOMER MARKETPLACE
+                            [--grace-seconds N] [--no-start]
+billbridge marketplace unlink CUSTOMER MARKETPLACE [--force] [--wait SECONDS]
+billbridge marketplace start CUSTOMER [--grace-seconds N] [--from ISO]
+billbridge marketplace pause CUSTOMER --reason TEXT
+billbridge marketplace resume|retry CUSTOMER
+billbridge marketplace status [CUSTOMER] [--json]
 billbridge marketplace list [--customer C] [--marketplace M] [--json]
 billbridge marketplace dimensions set CONNECTION EVENT_NAME DIMENSION [--property P] [--factor F]
 billbridge marketplace dimensions list|delete CONNECTION [EVENT_NAME DIMENSION]
@@ -11,20 +17,29 @@ billbridge marketplace ledger CUSTOMER [--since ISO] [--json]
 
 Secrets are read from variables or files, never from argv, and sealed in the store bound to the
 connection id (activities/secrets.py), like the invoicing providers' keys.
+
+A link starts the customer's MarketplaceMeteringWorkflow (starter/metering_door.py) after the
+link is stored; unlink stops it (its final report of every closed hour) before the link goes.
+When Temporal cannot be reached, a link is kept and the command says how to start the metering
+later (exit 3, as every command that cannot reach Temporal).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import os
 import sys
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from billbridge.activities.marketplaces.base import MarketplaceConfig
 from billbridge.activities.secrets import SecretBox, SecretError
@@ -36,10 +51,17 @@ from billbridge.activities.store import (
 from billbridge.core.config import Settings
 from billbridge.core.errors import ExportError
 from billbridge.core.marketplaces import marketplace_entry
+from billbridge.core.metering_messages import DEFAULT_GRACE_SECONDS, MeteringState
 from billbridge.core.models import format_validation_error
 from billbridge.core.usage import MARKETPLACES, DimensionMapping, MarketplaceLink
+from billbridge.starter import metering_door
 from billbridge.starter.commands.common import Subparsers, open_store, print_json
-from billbridge.workers.codec import CodecKeyError
+from billbridge.starter.usage_door import check_one_marketplace
+from billbridge.workers.client import connect
+from billbridge.workers.codec import CodecKeyError, load_codec
+from billbridge.workers.operator_errors import EXIT_ENVIRONMENT, explain
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- connections
 
@@ -295,6 +317,7 @@ def _link(args: argparse.Namespace, store: Store) -> int:
             mode=args.mode,
             billing_amount_dimension=args.billing_amount_dimension,
         )
+        check_one_marketplace(store, link)
         store.link_marketplace(link)
     except pydantic.ValidationError as err:
         print(
@@ -312,6 +335,255 @@ def _link(args: argparse.Namespace, store: Store) -> int:
             file=sys.stderr,
         )
     print_json(link.model_dump(mode="json"))
+    if args.no_start:
+        return 0
+    settings = Settings.from_env()
+    try:
+        begun = _with_client(
+            settings,
+            lambda client: metering_door.start_metering(
+                client,
+                store,
+                link.customer_id,
+                link.marketplace,
+                settings.task_queue,
+                grace_seconds=args.grace_seconds,
+            ),
+        )
+    except Exception as err:  # the link is stored either way: say how to start it later
+        explained = explain(err, settings)
+        # RPCError: Temporal refused the start (e.g. a cluster without billbridge's search
+        # attributes: docker/temporal-setup.sh registers them).
+        if explained is None and not isinstance(err, metering_door.MeteringError | RPCError):
+            raise
+        print(
+            f"billbridge: the link is stored, but its metering did not start: "
+            f"{explained.message if explained else err}\n"
+            f"start it once that is fixed: `billbridge marketplace start {link.customer_id}`",
+            file=sys.stderr,
+        )
+        return explained.exit_code if explained else EXIT_ENVIRONMENT
+    _print_start(link.customer_id, begun)
+    return 0
+
+
+# --------------------------------------------------------------------------- metering
+
+
+def _with_client(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
+    """Run `work` with a Temporal client connected as every billbridge process is (the CLI's
+    default address when TEMPORAL_ADDRESS is unset, as `attention retry` uses)."""
+
+    async def run() -> T:
+        address = settings.temporal_address or "127.0.0.1:7233"
+        client = await connect(address, settings.temporal_namespace, codec=load_codec(settings))
+        return await work(client)
+
+    return asyncio.run(run())
+
+
+def _print_start(customer_id: str, begun: metering_door.MeteringStart) -> None:
+    wf = begun.handle.id
+    if begun.started:
+        hour = begun.next_hour.isoformat() if begun.next_hour else "the current hour"
+        print(f"{customer_id}: metering started ({wf}), from the hour {hour}", file=sys.stderr)
+    else:
+        print(f"{customer_id}: metering already running ({wf})", file=sys.stderr)
+
+
+def _only_link(store: Store, customer_id: str) -> MarketplaceLink | None:
+    links = store.marketplace_links(customer_id=customer_id)
+    if len(links) == 1:
+        return links[0]
+    if not links:
+        print(
+            f"billbridge: customer {customer_id} has no marketplace link: "
+            f"`billbridge marketplace link {customer_id} aws|azure|gcp ...` first",
+            file=sys.stderr,
+        )
+    else:
+        names = " and ".join(link.marketplace for link in links)
+        print(
+            f"billbridge: customer {customer_id} is linked to {names}; its metering reports to "
+            "one: unlink the others first",
+            file=sys.stderr,
+        )
+    return None
+
+
+def _aware(flag: str, text: str | None) -> datetime | None:
+    """An ISO 8601 time with its zone; ValueError naming the flag."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{flag}: give a timezone (e.g. Z)")
+    return moment
+
+
+def _start(args: argparse.Namespace, store: Store) -> int:
+    try:
+        first_hour = _aware("--from", args.first_hour)
+    except ValueError as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2
+    link = _only_link(store, args.customer)
+    if link is None:
+        return 1
+    settings = Settings.from_env()
+    try:
+        begun = _with_client(
+            settings,
+            lambda client: metering_door.start_metering(
+                client,
+                store,
+                link.customer_id,
+                link.marketplace,
+                settings.task_queue,
+                grace_seconds=args.grace_seconds,
+                first_hour=first_hour,
+            ),
+        )
+    except metering_door.MeteringError as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2 if isinstance(err, metering_door.MeteringConflict) else 1
+    except RPCError as err:
+        print(f"billbridge: Temporal refused the start: {err}", file=sys.stderr)
+        return 1
+    _print_start(link.customer_id, begun)
+    return 0
+
+
+def _unlink(args: argparse.Namespace, store: Store) -> int:
+    if store.get_marketplace_link(args.customer, args.marketplace) is None:
+        print(f"billbridge: {args.customer} has no {args.marketplace} link", file=sys.stderr)
+        return 1
+    # The final report needs the link: stop (and wait for it) first, remove the link after.
+    settings = Settings.from_env()
+    wait = timedelta(seconds=args.wait)
+    final: MeteringState | None = None
+    try:
+        final = _with_client(
+            settings,
+            lambda client: metering_door.stop_metering(
+                client, args.customer, wait=wait, marketplace=args.marketplace
+            ),
+        )
+    except metering_door.MeteringNotRunning:
+        pass
+    except Exception as err:
+        explained = explain(err, settings)
+        if explained is None and not isinstance(err, metering_door.MeteringError):
+            raise
+        message = explained.message if explained else str(err)
+        if not args.force:
+            print(
+                f"billbridge: {message}\nthe link is kept, so its closed hours can still be "
+                "reported; try again, or `--force` to remove it without the final report",
+                file=sys.stderr,
+            )
+            return explained.exit_code if explained else EXIT_ENVIRONMENT
+        print(f"note: {message}; --force: removing the link anyway", file=sys.stderr)
+    if final is not None:
+        through = final.next_hour.isoformat() if final.next_hour else "-"
+        print(
+            f"{args.customer}: metering stopped ({final.hours_reported} hour(s) reported by its "
+            f"last run; next hour {through})"
+        )
+        if final.reason:
+            print(f"note: it ended waiting for: {final.reason}", file=sys.stderr)
+    if not store.unlink_marketplace(args.customer, args.marketplace):
+        print(f"billbridge: {args.customer} has no {args.marketplace} link", file=sys.stderr)
+        return 1
+    print(f"{args.customer}: {args.marketplace} link removed (the ledger keeps its records)")
+    return 0
+
+
+def _signal(args: argparse.Namespace, store: Store) -> int:
+    """pause, resume or retry: a signal to the customer's running metering."""
+    customer, action = args.customer, args.marketplace_action
+
+    async def send(client: Client) -> None:
+        if action == "pause":
+            await metering_door.pause_metering(client, customer, args.reason)
+        elif action == "resume":
+            await metering_door.resume_metering(client, customer)
+        else:
+            await metering_door.retry_metering(client, customer)
+
+    try:
+        _with_client(Settings.from_env(), send)
+    except metering_door.MeteringNotRunning as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 1
+    if action == "pause":
+        print(f"{customer}: metering paused ({args.reason})")
+    elif action == "resume":
+        print(f"{customer}: metering resumed")
+    else:
+        print(f"{customer}: metering asked to report its waiting hours again")
+    return 0
+
+
+def _state_row(link: MarketplaceLink, state: MeteringState | None) -> dict[str, object]:
+    if state is None:
+        return {
+            "customer_id": link.customer_id,
+            "marketplace": link.marketplace,
+            "status": "not_started",
+            "next_hour": None,
+            "last_report": None,
+            "hours_reported": 0,
+            "reason": f"`billbridge marketplace start {link.customer_id}`",
+        }
+    row = state.model_dump(mode="json")
+    row["customer_id"], row["marketplace"] = link.customer_id, state.marketplace or link.marketplace
+    return row
+
+
+def _status(args: argparse.Namespace, store: Store) -> int:
+    links = store.marketplace_links(customer_id=args.customer)
+    if args.customer and not links:
+        print(f"billbridge: customer {args.customer} has no marketplace link", file=sys.stderr)
+        return 1
+    settings = Settings.from_env()
+
+    async def states(client: Client) -> list[MeteringState | None]:
+        # At once: without a worker each query waits out its timeout.
+        return list(
+            await asyncio.gather(
+                *(metering_door.metering_state(client, link.customer_id) for link in links)
+            )
+        )
+
+    rows = [
+        _state_row(link, state)
+        for link, state in zip(links, _with_client(settings, states), strict=True)
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    table = [["CUSTOMER", "MARKETPLACE", "STATUS", "NEXT HOUR", "LAST REPORT", "REASON"]]
+    for row in rows:
+        last: Any = row["last_report"]
+        shown = "-"
+        if isinstance(last, dict):
+            quantities = " ".join(f"{k}={v}" for k, v in sorted(last["quantities"].items()))
+            shown = f"{last['hour']} {quantities}".strip()
+        table.append(
+            [
+                str(row["customer_id"]),
+                str(row["marketplace"]),
+                str(row["status"]),
+                str(row["next_hour"] or "-"),
+                shown,
+                str(row["reason"] or ""),
+            ]
+        )
+    _table(table)
     return 0
 
 
@@ -421,14 +693,14 @@ def cmd_marketplace(args: argparse.Namespace) -> int:
             "list": _list,
             "dimensions": _dimensions,
             "ledger": _ledger,
-        }.get(args.marketplace_action)
-        if action is not None:
-            return action(args, store)
-        if not store.unlink_marketplace(args.customer, args.marketplace):
-            print(f"billbridge: {args.customer} has no {args.marketplace} link", file=sys.stderr)
-            return 1
-        print(f"{args.customer}: {args.marketplace} link removed (the ledger keeps its records)")
-        return 0
+            "unlink": _unlink,
+            "start": _start,
+            "pause": _signal,
+            "resume": _signal,
+            "retry": _signal,
+            "status": _status,
+        }[args.marketplace_action]
+        return action(args, store)
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -455,10 +727,55 @@ def add_parser(sub: Subparsers) -> None:
     link.add_argument(
         "--billing-amount-dimension", help="with --mode billing_amount: e.g. usage_fee"
     )
+    _grace_argument(link)
+    link.add_argument(
+        "--no-start", action="store_true", help="store the link only (start it later: `start`)"
+    )
 
-    unlink = actions.add_parser("unlink", help="remove a customer's marketplace link")
+    unlink = actions.add_parser(
+        "unlink", help="stop the customer's metering (reporting every closed hour), then unlink"
+    )
     unlink.add_argument("customer")
     unlink.add_argument("marketplace", choices=MARKETPLACES)
+    unlink.add_argument(
+        "--wait",
+        type=float,
+        default=metering_door.STOP_TIMEOUT.total_seconds(),
+        help="seconds to wait for the final report (default %(default)s)",
+    )
+    unlink.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the link even when its metering could not be stopped (its closed hours "
+        "not reported yet stay unreported)",
+    )
+
+    start = actions.add_parser(
+        "start", help="start (or find) a linked customer's metering, continuing from the ledger"
+    )
+    start.add_argument("customer")
+    _grace_argument(start)
+    start.add_argument(
+        "--from",
+        dest="first_hour",
+        metavar="ISO",
+        help="with nothing in the ledger yet: report from this hour (ISO 8601 with zone; "
+        "default the current hour; never before the oldest hour the marketplace still takes)",
+    )
+
+    pause = actions.add_parser("pause", help="hold a customer's reports (hours stay owed)")
+    pause.add_argument("customer")
+    pause.add_argument("--reason", required=True, help="why (shown by `status`)")
+    resume = actions.add_parser("resume", help="report again after `pause`")
+    resume.add_argument("customer")
+    retry = actions.add_parser(
+        "retry", help="after a fix, report the hours a customer's metering waits on again"
+    )
+    retry.add_argument("customer")
+
+    status = actions.add_parser("status", help="metering state: status, next hour, last report")
+    status.add_argument("customer", nargs="?", help="one customer (default: every linked one)")
+    status.add_argument("--json", action="store_true")
 
     listing = actions.add_parser("list", help="the links")
     listing.add_argument("--customer")
@@ -484,3 +801,12 @@ def add_parser(sub: Subparsers) -> None:
     ledger.add_argument("customer")
     ledger.add_argument("--since", help="hours from this time (ISO 8601 with zone)")
     ledger.add_argument("--json", action="store_true")
+
+
+def _grace_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=DEFAULT_GRACE_SECONDS,
+        help="how long after an hour closes late events are waited for (default %(default)s)",
+    )
