@@ -10,9 +10,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
+from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-HISTORY_TEXT = {path: path.read_text() for path in HISTORIES}
+ALL_HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+# tests/record_metering_histories.py records these; tests/record_histories.py the others.
+METERING_HISTORIES = [path for path in ALL_HISTORIES if path.stem.startswith("metering_")]
+HISTORIES = [path for path in ALL_HISTORIES if path not in METERING_HISTORIES]
+HISTORY_TEXT = {path: path.read_text() for path in ALL_HISTORIES}
 
 
 SCENARIOS = {
@@ -30,10 +34,22 @@ def test_histories_are_recorded() -> None:
     # From before the one-pass export (five steps a pass): they replay through its patch.
     assert {f"five_steps_{name}" for name in SCENARIOS} <= names
     assert "failed_unmapped" in names  # from before needs-attention: replays through the patch
+    metering = {path.stem for path in METERING_HISTORIES}
+    assert {"metering_stopped", "metering_paused_resumed"} <= metering
+    assert "metering_needs_attention_then_retried" in metering
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda path: path.stem)
 async def test_replay(path: Path) -> None:
     history = WorkflowHistory.from_json(f"export-invoice/{path.stem}", HISTORY_TEXT[path])
     replayer = Replayer(workflows=[ExportInvoiceWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+
+
+@pytest.mark.parametrize("path", METERING_HISTORIES, ids=lambda path: path.stem)
+async def test_replay_metering(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"marketplace-metering/{path.stem}", HISTORY_TEXT[path])
+    replayer = Replayer(
+        workflows=[MarketplaceMeteringWorkflow], data_converter=pydantic_data_converter
+    )
     await replayer.replay_workflow(history)
