@@ -24,6 +24,7 @@ from temporalio.client import Client
 
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
+from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
 from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
@@ -139,9 +140,15 @@ def process_env(settings: Settings) -> dict[str, str]:
         if settings.quickbooks_api_base
         else {}
     )
+    marketplaces = {
+        entry.endpoint_env: endpoint
+        for entry in MARKETPLACE_ENTRIES
+        if (endpoint := settings.marketplace_endpoint(entry.name))
+    }
     return {
         **inherited,
         **quickbooks,
+        **marketplaces,
         "TEMPORAL_ADDRESS": str(settings.temporal_address),
         "DATABASE_URL": settings.database_url,
         "STRIPE_API_KEY": settings.stripe_api_key,

@@ -4,11 +4,15 @@ was ingested after unit conversion."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -24,10 +28,11 @@ from billbridge.emulators.aws_marketplace import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_SECRET_ACCESS_KEY,
     AwsMarketplaceEmulator,
+    Fault,
 )
 from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
-from conftest import CODEC_TEST_KEY
+from conftest import CODEC_TEST_KEY, start_worker, wait_for
 
 PRODUCT = "prod-billbridge1"
 ACCOUNT = "111122223333"
@@ -168,3 +173,50 @@ def test_a_late_event_goes_into_the_next_hour_and_nothing_is_sent_twice(
     assert held[("api_calls", first + HOUR)] == 3  # the late calls, never a second report
     batch_calls = [r for r in aws.requests() if r.operation == "BatchMeterUsage"]
     assert len(batch_calls) == 2
+
+
+async def test_sigkill_mid_report_reports_each_hour_once(
+    client: Client,
+    store: Store,
+    settings: Settings,
+    aws: AwsMarketplaceEmulator,
+    metered: None,
+    worker_process: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    """The worker process is killed while AWS holds its BatchMeterUsage: a fresh worker resends
+    the saved request, and AWS holds each hour once, with the quantity first sent."""
+    first = hour_start(datetime.now(UTC)) - 3 * HOUR
+    hours = [first + n * HOUR for n in range(3)]
+    for n, hour in enumerate(hours):
+        ingest_usage(store, events(hour, [1_000_000_000 * (n + 1)], n + 2, f"k{n}"))
+    # The first report's answer comes after 4 s; the worker is killed while waiting for it.
+    aws.add_fault(Fault(kind="delay", seconds=4.0, count=1, method="POST"))
+    first_worker = start_worker(settings, tmp_path / "worker-1.log")
+    worker_process.append(first_worker)
+    handle = await client.start_workflow(
+        MarketplaceMeteringWorkflow.run,
+        MeteringInput(customer_id=CUSTOMER, marketplace="aws", grace_seconds=0, next_hour=first),
+        id=workflow_id(CUSTOMER),
+        task_queue=settings.task_queue,
+    )
+    await handle.signal(MarketplaceMeteringWorkflow.stop)
+    # Saved before it is sent: once the request is in the ledger, the worker is on its way.
+    await wait_for(lambda: bool(store.unanswered_requests("aws")), within=60)
+    await asyncio.sleep(1.0)
+    first_worker.send_signal(signal.SIGKILL)
+    first_worker.wait(timeout=10)
+
+    worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
+    final = await handle.result()
+
+    assert final.status == MeteringStatus.STOPPED
+    held = reported(aws)
+    assert sorted(held) == sorted((d, h) for d in ("api_calls", "data_gb") for h in hours)
+    assert [held[("api_calls", h)] for h in hours] == [2, 3, 4]
+    assert [held[("data_gb", h)] for h in hours] == [1, 2, 3]
+    assert len(aws.accepted()) == 6  # each hour once
+    # The killed worker's request, then the fresh worker's resend of the same saved request.
+    sent = [r for r in aws.requests() if r.operation == "BatchMeterUsage"]
+    assert len(sent) >= 2 and all(r.body == sent[0].body for r in sent)
+    assert all(r.delivered for r in store.ledger(CUSTOMER))

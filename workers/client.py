@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from temporalio.client import Client
 from temporalio.converter import PayloadCodec
 
 from billbridge.workers.codec import data_converter
+
+# How long a frontend that is still starting is waited for.
+STARTING_SERVER_WAIT = 15.0
 
 
 class TemporalUnreachable(RuntimeError):
@@ -30,9 +36,16 @@ async def connect(
     Every process on one cluster must use the same keys. Raises TemporalUnreachable (with the
     address, for the operator's message) when nothing answers there.
     """
-    try:
-        return await Client.connect(
-            address, namespace=namespace, data_converter=data_converter(codec)
-        )
-    except RuntimeError as err:
-        raise TemporalUnreachable(address, namespace, str(err)) from err
+    deadline = time.monotonic() + STARTING_SERVER_WAIT
+    while True:
+        try:
+            return await Client.connect(
+                address, namespace=namespace, data_converter=data_converter(codec)
+            )
+        except RuntimeError as err:
+            # A server that listens but whose frontend is still starting (a dev server just
+            # launched) answers "Frontend is not healthy yet": wait for it a little.
+            if "not healthy yet" in str(err) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            raise TemporalUnreachable(address, namespace, str(err)) from err
