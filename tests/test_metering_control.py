@@ -397,8 +397,10 @@ async def test_needs_attention_shows_in_status_and_retry_reports_the_waiting_hou
         raise AssertionError(f"{customer} never listed as needing attention")
 
     aws.subscribe(PRODUCT, customer_aws_account_id=ACCOUNT, license_arn=LICENSE)
-    retried = await cli(worker, "marketplace", "retry", customer)
+    # `attention retry` (after any fix) signals waiting metering runs as well as exports.
+    retried = await cli(worker, "attention", "retry")
     assert retried.returncode == 0, retried.stderr
+    assert "1 marketplace metering run(s)" in retried.stdout
     state = await state_becomes(client, customer, MeteringStatus.METERING)
     await wait_until(lambda: len(aws.accepted()) == 2)
     held = {(r.dimension, r.hour): r.quantity for r in aws.accepted()}
