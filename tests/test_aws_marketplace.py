@@ -239,13 +239,14 @@ def test_a_repeated_report_is_idempotent(
     assert len(aws.accepted()) == 1
 
 
-def test_another_quantity_for_the_same_hour_is_a_duplicate(
+def test_another_quantity_for_the_same_hour_needs_attention(
     aws: AwsMarketplaceEmulator, client: AwsMarketplaceClient
 ) -> None:
     client.send(client.prepare([record("5")]))
     (result,) = client.send(client.prepare([record("6")]))
-    assert result.outcome is Outcome.DUPLICATE
-    assert result.accepted_quantity is None  # AWS does not say what it holds
+    # AWS holds another quantity for that hour (it does not say which): a person must look.
+    assert result.outcome is Outcome.NEEDS_ATTENTION
+    assert "DuplicateRecord" in result.detail
     assert [a.quantity for a in aws.accepted()] == [Decimal("5")]
     # The next hour is another record.
     (later,) = client.send(client.prepare([record("6", hour=HOUR + timedelta(hours=1))]))

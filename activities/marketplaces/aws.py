@@ -51,7 +51,9 @@ InvalidUsageAllocations..., other
 ==================================  ========================  ==========================
 
 Per record (UsageRecordResult.Status): Success -> ACCEPTED (MeteringRecordId);
-DuplicateRecord -> DUPLICATE (AWS does not say which quantity it holds: accepted_quantity None);
+DuplicateRecord -> NEEDS_ATTENTION: AWS answers it only for "the same customer, dimension, and
+time, but a different quantity" (identical records succeed again, idempotently; BatchMeterUsage
+API reference), so AWS holds another quantity for the hour and a person must look;
 CustomerNotSubscribed -> NEEDS_ATTENTION; in UnprocessedRecords (or missing) -> RETRY.
 """
 
@@ -336,7 +338,7 @@ class AwsMarketplaceClient:
         if status == "DuplicateRecord":
             return RecordResult(
                 rid,
-                Outcome.DUPLICATE,
+                Outcome.NEEDS_ATTENTION,
                 ref,
                 detail="DuplicateRecord: AWS holds another quantity for this customer, "
                 "dimension and hour",
