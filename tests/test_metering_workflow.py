@@ -60,9 +60,13 @@ class Marketplace:
     def __init__(self) -> None:
         self.hours: list[datetime] = []
         self.not_subscribed = False
+        self.failures_left = 0  # a marketplace outage: this many attempts fail first
 
     @activity.defn(name=names.REPORT_METERING_HOURS)
     async def report(self, arg: ReportHoursInput) -> ReportHoursResult:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ApplicationError("AWS: 503 Service Unavailable", type="ProviderUnavailable")
         if self.not_subscribed:
             raise ApplicationError(
                 "AWS: CustomerNotSubscribed", type="ProviderCustomerMissing", non_retryable=True
@@ -192,3 +196,27 @@ async def test_continue_as_new_carries_the_next_hour(env: WorkflowEnvironment) -
         await latest.signal(MarketplaceMeteringWorkflow.stop)
         final: MeteringState = await latest.result()
         assert final.status == MeteringStatus.STOPPED
+
+
+async def test_an_outage_longer_than_the_grace_catches_up_every_hour_in_order(
+    env: WorkflowEnvironment,
+) -> None:
+    """The marketplace fails every attempt for hours (retried with back-off, at most 5 minutes
+    apart): once it answers again, the held hours go out oldest first, each once."""
+    market, queue = Marketplace(), f"metering-{uuid.uuid4().hex[:8]}"
+    market.failures_left = 40  # about three hours of attempts
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[MarketplaceMeteringWorkflow],
+        activities=[market.report],
+    ):
+        handle, first = await start(env, queue)
+        await env.sleep(timedelta(hours=2))
+        assert market.hours == [] and market.failures_left > 0  # still down
+        await env.sleep(timedelta(hours=6))
+        assert market.failures_left == 0
+        assert market.hours == contiguous(first, len(market.hours))
+        assert len(market.hours) >= 7
+        await handle.signal(MarketplaceMeteringWorkflow.stop)
+        await handle.result()
