@@ -90,29 +90,6 @@ def _ingested(events: list[dict[str, Any]]) -> dict[str, Decimal]:
     return totals
 
 
-def _service_account(token_uri: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return json.dumps(
-        {
-            "type": "service_account",
-            "project_id": "billbridge-demo",
-            "private_key_id": "demo",
-            "private_key": pem,
-            "client_email": "metering@billbridge-demo.iam.gserviceaccount.com",
-            "client_id": "1",
-            "token_uri": token_uri,
-        }
-    )
-
-
 def _seed(settings: Settings, store: Store, emulators: dict[str, Any], run: str) -> dict[str, str]:
     """Connections, mappings and links on the emulators this process started; customer ->
     marketplace."""
@@ -170,7 +147,7 @@ def _seed(settings: Settings, store: Store, emulators: dict[str, Any], run: str)
         gcp.add_entitlement(GCP_PROVIDER, f"ent-{run}", reporting_id, GCP_SERVICE, dimensions)
         connect(
             "gcp",
-            {"service_account_json": _service_account(gcp.token_uri)},
+            {"service_account_json": gcp.service_account_json()},
             {"provider_id": GCP_PROVIDER},
         )
         link("gcp", {"usage_reporting_id": reporting_id, "service_name": GCP_SERVICE})

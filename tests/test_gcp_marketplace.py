@@ -502,29 +502,6 @@ def test_the_validator_catches_a_wrong_field_name(gcp: GcpMarketplaceEmulator) -
 # -- a service account key, its token grant and a disabled account --------------------------------
 
 
-def _service_account_json(token_uri: str, email: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return json.dumps(
-        {
-            "type": "service_account",
-            "project_id": "acme-saas-billing",
-            "private_key_id": "0123456789abcdef",
-            "private_key": pem,
-            "client_email": email,
-            "client_id": "100000000000000000001",
-            "token_uri": token_uri,
-        }
-    )
-
-
 def test_service_account_key_from_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     email = "metering@acme-saas-billing.iam.gserviceaccount.com"
     with GcpMarketplaceEmulator(clock=lambda: NOW, require_bearer=True) as gcp:
@@ -533,7 +510,7 @@ def test_service_account_key_from_the_connection(monkeypatch: pytest.MonkeyPatch
         config = MarketplaceConfig(
             connection_id="gcp",
             marketplace="gcp",
-            credentials={"service_account_json": _service_account_json(gcp.token_uri, email)},
+            credentials={"service_account_json": gcp.service_account_json(email)},
             settings={"provider_id": PROVIDER},
         )
         marketplace = GcpMarketplaceClient.from_settings(settings, config)

@@ -134,29 +134,6 @@ def test_azure_gets_no_zero_hours_and_a_kept_hour_goes_as_saved(
     assert held[(first + 3 * HOUR).strftime("%Y-%m-%dT%H:%M:%SZ")] == 9
 
 
-def _service_account(token_uri: str) -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return json.dumps(
-        {
-            "type": "service_account",
-            "project_id": "acme-saas-billing",
-            "private_key_id": "0123456789abcdef",
-            "private_key": pem,
-            "client_email": "metering@acme-saas-billing.iam.gserviceaccount.com",
-            "client_id": "100000000000000000001",
-            "token_uri": token_uri,
-        }
-    )
-
-
 def test_google_takes_whole_numbers_and_the_fraction_rides_along(
     store: Store, settings: Settings, sealing: None
 ) -> None:
@@ -167,7 +144,7 @@ def test_google_takes_whole_numbers_and_the_fraction_rides_along(
             store,
             settings,
             "gcp",
-            {"service_account_json": _service_account(gcp.token_uri)},
+            {"service_account_json": gcp.service_account_json()},
             {"usage_reporting_id": REPORTING_ID, "service_name": SERVICE},
             {"provider_id": PROVIDER},
         )

@@ -3,6 +3,7 @@ Procurement v1 (entitlements) on one port."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,33 @@ class GcpMarketplaceEmulator(EmulatorService[LoggedRequest]):
     def token_uri(self) -> str:
         """The ``token_uri`` for a service-account key that should get its tokens here."""
         return f"{self.base_url}/token"
+
+    def service_account_json(
+        self, email: str = "metering@billbridge-local.iam.gserviceaccount.com"
+    ) -> str:
+        """A service-account key (a fresh RSA key, in the JSON Producer Portal hands out) whose
+        tokens come from this emulator: what a marketplace connection's key holds."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        project = email.split("@", 1)[-1].split(".", 1)[0]
+        return json.dumps(
+            {
+                "type": "service_account",
+                "project_id": project,
+                "private_key_id": "0123456789abcdef",
+                "private_key": pem,
+                "client_email": email,
+                "client_id": "100000000000000000001",
+                "token_uri": self.token_uri,
+            }
+        )
 
     def _make_server(self, address: tuple[str, int]) -> EmulatorHTTPServer:
         return EmulatorHTTPServer(address, self.core)
