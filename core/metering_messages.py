@@ -34,6 +34,7 @@ class MeteringInput(BaseModel):
     paused: bool = False
     pause_reason: str = ""
     last_report: LastReport | None = None
+    open_hours: dict[datetime, dict[str, str]] = Field(default_factory=dict)
 
 
 class ReportHoursInput(BaseModel):
@@ -59,6 +60,14 @@ class ReportHoursResult(BaseModel):
     last_report: LastReport | None = None
 
 
+class UsageTotals(BaseModel):
+    """The `usage_ingested` signal: a customer's usage of some hours, per dimension, after unit
+    conversion, as the store holds it after an ingest (absolute totals, not increments, so a
+    duplicate event or a repeated signal changes nothing). Small: hours x dimensions."""
+
+    hours: dict[datetime, dict[str, str]] = Field(default_factory=dict)
+
+
 class MeteringState(BaseModel):
     """Answer of the workflow's `state` query."""
 
@@ -69,6 +78,9 @@ class MeteringState(BaseModel):
     reason: str = ""
     last_report: LastReport | None = None
     hours_reported: int = 0
+    open_hours: dict[datetime, dict[str, str]] = Field(default_factory=dict)
+    """Running totals of the hours not reported yet (the open hour and any held ones), per
+    dimension, as last told by ingestion (`usage_ingested`)."""
 
 
 MeteringInput.model_rebuild()

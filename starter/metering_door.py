@@ -15,6 +15,7 @@ so no hour is reported twice: hours the ledger holds as delivered are never sent
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +42,9 @@ from billbridge.core.metering_messages import (
     MeteringInput,
     MeteringState,
     MeteringStatus,
+    UsageTotals,
 )
+from billbridge.core.usage import UsageEvent
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
 from billbridge.workflows.search_attributes import CUSTOMER_ID, EXPORT_STATUS, PROVIDER
 
@@ -307,3 +310,46 @@ async def retry_waiting_metering(client: Client) -> int:
             continue
         count += 1
     return count
+
+
+async def notify_usage(client: Client, store: Store, events: Sequence[UsageEvent]) -> int:
+    """After an ingest: tell each linked customer's metering run the running totals of the
+    hours the events fall in (absolute totals from the store, so duplicates and repeats change
+    nothing), for its `state` query. Informational: reports read the store. Returns how many
+    runs were told; customers without a running workflow are skipped."""
+    links = {link.customer_id: link for link in store.marketplace_links()}
+    if not links:
+        return 0
+    by_external: dict[str, str] = {}
+    for customer_id in links:
+        customer = store.get_customer(customer_id)
+        if customer is not None and customer.external_customer_id:
+            by_external[customer.external_customer_id] = customer_id
+    touched: dict[str, set[datetime]] = {}
+    for event in events:
+        owner = event.customer_id or by_external.get(event.external_customer_id or "")
+        if owner is not None and owner in links:
+            touched.setdefault(owner, set()).add(hour_start(event.timestamp))
+    told = 0
+    for customer_id, hours in sorted(touched.items()):
+        link = links[customer_id]
+        if link.mode != "dimensions":
+            continue  # billing-amount snapshots have no per-hour running total
+        mappings = store.dimension_mappings(link.connection_id)
+        hourly = store.hourly_usage_totals(customer_id, min(hours), max(hours) + HOUR, mappings)
+        totals = UsageTotals(
+            hours={
+                hour: {dimension: str(q) for dimension, q in hourly[hour].totals.items()}
+                for hour in sorted(hours)
+                if hour in hourly
+            }
+        )
+        handle = client.get_workflow_handle(workflow_id(customer_id))
+        try:
+            await handle.signal(MarketplaceMeteringWorkflow.usage_ingested, totals)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue  # not metering (yet, or any more)
+        told += 1
+    return told

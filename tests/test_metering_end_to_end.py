@@ -32,7 +32,7 @@ from billbridge.emulators.aws_marketplace import (
 )
 from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
-from conftest import CODEC_TEST_KEY, start_worker, wait_for
+from conftest import CODEC_TEST_KEY, billbridge, start_worker, wait_for
 
 PRODUCT = "prod-billbridge1"
 ACCOUNT = "111122223333"
@@ -220,3 +220,32 @@ async def test_sigkill_mid_report_reports_each_hour_once(
     sent = [r for r in aws.requests() if r.operation == "BatchMeterUsage"]
     assert len(sent) >= 2 and all(r.body == sent[0].body for r in sent)
     assert all(r.delivered for r in store.ledger(CUSTOMER))
+
+
+async def test_state_shows_the_open_hours_running_totals_after_an_ingest(
+    client: Client,
+    store: Store,
+    worker: Settings,
+    aws: AwsMarketplaceEmulator,
+    metered: None,
+    tmp_path: Path,
+) -> None:
+    now = hour_start(datetime.now(UTC))
+    handle = await client.start_workflow(
+        MarketplaceMeteringWorkflow.run,
+        MeteringInput(customer_id=CUSTOMER, marketplace="aws", next_hour=now),
+        id=workflow_id(CUSTOMER),
+        task_queue=worker.task_queue,
+    )
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events(now, [2_500_000_000], 4, "open")))
+    done = billbridge(worker, "usage", "ingest", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "told 1 metering run(s)" in done.stderr
+    # The same file again: duplicates, and the totals stay what the store holds.
+    again = billbridge(worker, "usage", "ingest", str(path))
+    assert again.returncode == 0, again.stderr
+    state = await handle.query(MarketplaceMeteringWorkflow.state)
+    assert state.open_hours == {now: {"api_calls": "4", "data_gb": "2.500000000"}}
+    assert aws.accepted() == []  # nothing reported: the hour is still open
+    await handle.terminate("test over")

@@ -8,7 +8,9 @@ that on a retry, so an hour is never reported twice with different quantities; t
 only carries the next hour to report.
 
 Signals: `pause` (with a reason) and `resume`; `retry` after a person fixed what it waits for;
-`stop` reports every closed hour and ends. Query: `state`. Continue-as-new before the history
+`stop` reports every closed hour and ends; `usage_ingested` (sent after an ingest) gives it the
+running totals of the hours not reported yet. Query: `state` (status, next hour, last report,
+those running totals). Continue-as-new before the history
 grows large, carrying its state, once every signal handler has finished.
 
 Search attributes: started through the door (starter/metering_door.py), a run carries
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         MeteringStatus,
         ReportHoursInput,
         ReportHoursResult,
+        UsageTotals,
     )
     from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
     from billbridge.workflows.search_attributes import CUSTOMER_ID, EXPORT_STATUS, PROVIDER
@@ -79,6 +82,14 @@ class MarketplaceMeteringWorkflow:
         self._retry_requested = True
 
     @workflow.signal
+    def usage_ingested(self, totals: UsageTotals) -> None:
+        """Running totals of hours not reported yet, sent after an ingest (informational: the
+        report activity reads the store, not these)."""
+        for hour, dimensions in totals.hours.items():
+            if self._state.next_hour is None or hour >= self._state.next_hour:
+                self._state.open_hours[hour] = dict(dimensions)
+
+    @workflow.signal
     def stop(self) -> None:
         """Report every closed hour, then end."""
         self._stop_requested = True
@@ -93,6 +104,7 @@ class MarketplaceMeteringWorkflow:
             status=MeteringStatus.METERING,
             next_hour=next_hour,
             last_report=params.last_report,
+            open_hours=dict(params.open_hours),
         )
         grace = timedelta(seconds=params.grace_seconds)
         while True:
@@ -115,6 +127,7 @@ class MarketplaceMeteringWorkflow:
                             "paused": self._paused,
                             "pause_reason": self._pause_reason,
                             "last_report": self._state.last_report,
+                            "open_hours": self._state.open_hours,
                         }
                     )
                 )
@@ -168,6 +181,11 @@ class MarketplaceMeteringWorkflow:
             self._state.hours_reported += len(hours)
             self._state.last_report = result.last_report or self._state.last_report
             self._state.next_hour = result.next_hour
+            self._state.open_hours = {
+                hour: totals
+                for hour, totals in self._state.open_hours.items()
+                if hour >= result.next_hour
+            }
             return result.next_hour
 
     async def _sleep(self, duration: timedelta | None) -> None:
