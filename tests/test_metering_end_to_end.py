@@ -249,3 +249,23 @@ async def test_state_shows_the_open_hours_running_totals_after_an_ingest(
     assert state.open_hours == {now: {"api_calls": "4", "data_gb": "2.500000000"}}
     assert aws.accepted() == []  # nothing reported: the hour is still open
     await handle.terminate("test over")
+
+
+def test_an_hour_past_its_window_goes_out_with_the_next_open_hour(
+    store: Store, settings: Settings, aws: AwsMarketplaceEmulator, metered: None
+) -> None:
+    """After an outage longer than AWS's 24-hour window the old hour is not sent (AWS would
+    refuse the whole batch): its usage goes out with the first hour AWS still takes."""
+    activities = MeteringActivities(store, settings)
+    env = ActivityEnvironment()
+    now = hour_start(datetime.now(UTC))
+    closed, open_hour = now - 30 * HOUR, now - 2 * HOUR
+    ingest_usage(store, events(closed, [], 6, "old"))
+    ingest_usage(store, events(open_hour, [], 1, "new"))
+    env.run(
+        activities.report_metering_hours,
+        ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=[closed, open_hour]),
+    )
+    held = reported(aws)
+    assert ("api_calls", closed) not in held
+    assert held[("api_calls", open_hour)] == 7  # the closed hour's 6 and its own 1
