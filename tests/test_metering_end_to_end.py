@@ -269,3 +269,51 @@ def test_an_hour_past_its_window_goes_out_with_the_next_open_hour(
     held = reported(aws)
     assert ("api_calls", closed) not in held
     assert held[("api_calls", open_hour)] == 7  # the closed hour's 6 and its own 1
+
+
+def test_billing_amount_mode_reports_the_increase_in_charges_in_cents(
+    store: Store, settings: Settings, aws: AwsMarketplaceEmulator, metered: None
+) -> None:
+    """One `usage_fee` dimension priced at $0.01: each hour reports the increase of the
+    customer's charges to date, in whole cents; a fraction of a cent rides along."""
+    other_account = "444455556666"
+    other_license = "arn:aws:license-manager::294406891311:license:l-fedcba9876543210"
+    aws.add_product(PRODUCT, ["usage_fee"])
+    aws.subscribe(PRODUCT, customer_aws_account_id=other_account, license_arn=other_license)
+    link_marketplace(
+        store,
+        {
+            "customer_id": "cust_fees",
+            "marketplace": "aws",
+            "connection_id": "aws",
+            "account": {"customer_aws_account_id": other_account, "license_arn": other_license},
+            "mode": "billing_amount",
+            "billing_amount_dimension": "usage_fee",
+        },
+    )
+    first = hour_start(datetime.now(UTC)) - 4 * HOUR
+    snapshots = [(first, "12.345"), (first + HOUR + timedelta(minutes=30), "20.00")]
+    ingest_usage(
+        store,
+        [
+            {
+                "idempotency_key": f"fees-{n}",
+                "customer_id": "cust_fees",
+                "event_name": "charges_to_date",
+                "timestamp": (moment + timedelta(minutes=5)).isoformat(),
+                "properties": {"amount": amount},
+            }
+            for n, (moment, amount) in enumerate(snapshots)
+        ],
+    )
+    ActivityEnvironment().run(
+        MeteringActivities(store, settings).report_metering_hours,
+        ReportHoursInput(
+            customer_id="cust_fees",
+            marketplace="aws",
+            hours=[first, first + HOUR, first + 2 * HOUR],
+        ),
+    )
+    fees = {r.hour: r.quantity for r in aws.accepted() if r.dimension == "usage_fee"}
+    # 1234.5 cents: 1234 now, the half cent rides along; then 2000 - 1234; then no change.
+    assert [fees[first + n * HOUR] for n in range(3)] == [1234, 766, 0]
