@@ -395,7 +395,7 @@ def test_bad_signature_and_unknown_key_are_auth_failures(
         wrong_secret.send(report)
     with pytest.raises(ProviderAuthFailed, match="InvalidSignatureException"):
         wrong_secret.check_credentials()
-    unknown = make_client(aws, monkeypatch, access_key_id="AKIAUNKNOWNKEY000000")
+    unknown = make_client(aws, monkeypatch, access_key_id="BBUNKNOWNKEY00000000")
     with pytest.raises(ProviderAuthFailed, match="UnrecognizedClientException"):
         unknown.send(report)
     # The signature covers the body: a record changed after signing is refused.

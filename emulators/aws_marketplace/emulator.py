@@ -10,10 +10,10 @@ from ..serving import EmulatorService
 from .metering import AcceptedRecord, Metering, Subscription
 from .server import ApiCore, EmulatorHTTPServer, LoggedRequest, SecondWindow
 
-# AWS's documented example key pair (https://docs.aws.amazon.com/IAM/latest/UserGuide/
-# security-creds.html): a well-known test value, not a secret.
-DEFAULT_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-DEFAULT_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+# The emulator's own key pair: not a secret, and deliberately not shaped like a real AWS key
+# (those start with AKIA/ASIA), so secret scanners never mistake it for one.
+DEFAULT_ACCESS_KEY_ID = "BBEMULATORKEY0000001"
+DEFAULT_SECRET_ACCESS_KEY = "billbridge-aws-marketplace-emulator-secret"
 
 
 class AwsMarketplaceEmulator(EmulatorService[LoggedRequest]):
