@@ -6,18 +6,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pydantic
 import pytest
-from psycopg import sql
+from stores import (  # noqa: F401 (fixtures)
+    both_database_urls,
+    both_databases_store,
+    throwaway_postgres,
+)
 
 from billbridge.activities.marketplaces.base import (
     MarketplaceAccount,
@@ -31,7 +32,6 @@ from billbridge.activities.store import (
     LedgerConflict,
     MarketplaceSetupError,
     Store,
-    _StoreModel,
 )
 from billbridge.core.usage import (
     AWS_FIELD_MAX,
@@ -44,50 +44,14 @@ from billbridge.core.usage import (
 from billbridge.starter.door import InvalidPayload
 from billbridge.starter.usage_door import link_marketplace, set_dimension_mapping
 from billbridge.workers.codec import generate_key
-from conftest import BILLBRIDGE_CLI, require_postgres
+from conftest import BILLBRIDGE_CLI
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 H10 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 AWS_ACCOUNT = {
     "customer_aws_account_id": "123456789012",
     "license_arn": "arn:aws:license-manager::123456789012:license/l-1",
 }
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this module (as tests/test_store.py does)."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if require_postgres():
-            pytest.fail(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-    name = f"billbridge_test_{secrets.token_hex(6)}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'billbridge.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    s = Store(url)
-    try:
-        yield s
-    finally:
-        if s.dialect == "postgresql":
-            _StoreModel.metadata.drop_all(s._engine)
-        s.close()
 
 
 def usage(key: str, at: datetime, name: str = "api_call", **props: Any) -> UsageEvent:

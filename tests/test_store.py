@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
+from stores import (  # noqa: F401 (fixtures)
+    both_database_urls,
+    both_databases_store,
+    drop_all,
+    throwaway_postgres,
+)
 
 from billbridge.activities.store import (
     AttemptRow,
@@ -26,56 +27,9 @@ from billbridge.activities.store import (
 from billbridge.core.models import Customer, Invoice
 from billbridge.starter.samples import build_customer, demo_catalog, large_invoice
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
 
 def _spec_invoice(key: str) -> Invoice:
     return Invoice.model_validate(next(s for s in demo_catalog() if s.key == key).build())
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this module, dropped at the end."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("BILLBRIDGE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-    name = f"billbridge_test_{secrets.token_hex(6)}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def _drop_all(store: Store) -> None:
-    from billbridge.activities.store import _StoreModel
-
-    _StoreModel.metadata.drop_all(store._engine)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/nested/dir/billbridge.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        if s.dialect == "postgresql":  # the database is shared by the module's tests
-            _drop_all(s)
-        s.close()
 
 
 # --------------------------------------------------------------------------- basics
@@ -409,4 +363,4 @@ def test_close_is_idempotent(database_url: str) -> None:
     if database_url.startswith("postgresql"):
         with Store(database_url) as again:  # tables already exist: create_all is a no-op
             again.upsert_export("x", "stripe")
-            _drop_all(again)
+            drop_all(again)

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
+from stores import (  # noqa: F401 (fixtures)
+    both_database_urls,
+    both_databases_store,
+    throwaway_postgres,
+)
 
-from billbridge.activities.store import Store, _StoreModel
+from billbridge.activities.store import Store
 from billbridge.core.models import Customer
 from billbridge.core.usage import DimensionMapping, UsageEvent
 from billbridge.starter.usage_door import (
@@ -27,45 +28,9 @@ from billbridge.starter.usage_door import (
     parse_usage_jsonl,
 )
 from billbridge.workers.codec import generate_key
-from conftest import BILLBRIDGE_CLI, require_postgres
+from conftest import BILLBRIDGE_CLI
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this module (as tests/test_store.py does)."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if require_postgres():
-            pytest.fail(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-    name = f"billbridge_test_{secrets.token_hex(6)}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'billbridge.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    s = Store(url)
-    try:
-        yield s
-    finally:
-        if s.dialect == "postgresql":  # the database is shared by the module's tests
-            _StoreModel.metadata.drop_all(s._engine)
-        s.close()
 
 
 def event(key: str, **fields: Any) -> dict[str, Any]:
