@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio.client import (
@@ -353,3 +354,66 @@ async def notify_usage(client: Client, store: Store, events: Sequence[UsageEvent
             continue  # not metering (yet, or any more)
         told += 1
     return told
+
+
+@dataclass(frozen=True)
+class ReconcileRow:
+    """One customer dimension: what was ingested up to the end of the newest hour in the
+    ledger, against what the ledger says the marketplace holds (delivered), what it keeps for
+    a resend (held: saved, not delivered yet) and what is still owed (late usage and fractions
+    that go out with the next hour). Never reported more than ingested: `owed` >= 0."""
+
+    customer_id: str
+    marketplace: str
+    dimension: str
+    through: datetime | None
+    ingested: Decimal
+    delivered: Decimal
+    held: Decimal
+    owed: Decimal
+
+    @property
+    def ok(self) -> bool:
+        return self.owed >= 0 and self.held == 0
+
+
+def reconcile_metering(store: Store, customer_id: str) -> list[ReconcileRow]:
+    """The conservation audit of one linked customer (`billbridge marketplace reconcile`)."""
+    link = next(iter(store.marketplace_links(customer_id=customer_id)), None)
+    if link is None:
+        raise MeteringError(f"customer {customer_id} has no marketplace link")
+    records = store.ledger(customer_id)
+    through = max((r.hour_start for r in records), default=None)
+    end = through + HOUR if through is not None else None
+    mappings = store.dimension_mappings(link.connection_id)
+    if link.mode == "billing_amount":
+        dimensions = [link.billing_amount_dimension or ""]
+        ingested = {
+            dimensions[0]: store.charges_to_date(customer_id, end) * 100 if end else Decimal(0)
+        }
+    else:
+        dimensions = sorted({m.dimension for m in mappings})
+        ingested = (
+            store.usage_totals(customer_id, datetime(1970, 1, 1, tzinfo=UTC), end, mappings)
+            if end
+            else {}
+        )
+    rows = []
+    for dimension in dimensions:
+        mine = [r for r in records if r.dimension == dimension]
+        delivered = sum((r.quantity for r in mine if r.delivered), Decimal(0))
+        held = sum((r.quantity for r in mine if not r.delivered), Decimal(0))
+        total = ingested.get(dimension, Decimal(0))
+        rows.append(
+            ReconcileRow(
+                customer_id,
+                link.marketplace,
+                dimension,
+                through,
+                total,
+                delivered,
+                held,
+                total - delivered - held,
+            )
+        )
+    return rows

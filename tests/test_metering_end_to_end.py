@@ -317,3 +317,28 @@ def test_billing_amount_mode_reports_the_increase_in_charges_in_cents(
     fees = {r.hour: r.quantity for r in aws.accepted() if r.dimension == "usage_fee"}
     # 1234.5 cents: 1234 now, the half cent rides along; then 2000 - 1234; then no change.
     assert [fees[first + n * HOUR] for n in range(3)] == [1234, 766, 0]
+
+
+def test_reconcile_shows_ingested_against_reported_per_dimension(
+    store: Store, settings: Settings, aws: AwsMarketplaceEmulator, metered: None
+) -> None:
+    first = hour_start(datetime.now(UTC)) - 3 * HOUR
+    ingest_usage(store, events(first, [1_250_000_000, 1], 3, "r0"))
+    ActivityEnvironment().run(
+        MeteringActivities(store, settings).report_metering_hours,
+        ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=[first, first + HOUR]),
+    )
+    # Late usage of a reported hour: owed, to go out with the next hour.
+    ingest_usage(store, events(first, [], 2, "late"))
+    done = billbridge(settings, "marketplace", "reconcile", CUSTOMER, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["dimension"]: row for row in json.loads(done.stdout)}
+    assert (rows["api_calls"]["delivered"], rows["api_calls"]["owed"]) == ("3", "2")
+    # 1.250000001 GB: 1.25 reported, the 1e-9 AWS cannot take still owed.
+    assert Decimal(rows["data_gb"]["delivered"]) == Decimal("1.25")
+    assert Decimal(rows["data_gb"]["owed"]) == Decimal("0.000000001")
+    assert all(row["ok"] and row["held"] == "0" for row in rows.values())
+    delivered_at_aws = sum(
+        (r.quantity for r in aws.accepted() if r.dimension == "data_gb"), Decimal(0)
+    )
+    assert delivered_at_aws == Decimal(rows["data_gb"]["delivered"])

@@ -686,6 +686,39 @@ def _ledger(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace, store: Store) -> int:
+    """Ingested vs reported per dimension, from the store and the ledger; exit 1 when
+    something is held for a resend or was reported beyond what was ingested."""
+    try:
+        rows = metering_door.reconcile_metering(store, args.customer)
+    except metering_door.MeteringError as err:
+        print(f"billbridge: {err}", file=sys.stderr)
+        return 2
+    fields = ("ingested", "delivered", "held", "owed")
+    if args.json:
+        print_json(
+            [
+                {
+                    "customer_id": r.customer_id,
+                    "marketplace": r.marketplace,
+                    "dimension": r.dimension,
+                    "through": r.through.isoformat() if r.through else None,
+                    **{name: str(getattr(r, name)) for name in fields},
+                    "ok": r.ok,
+                }
+                for r in rows
+            ]
+        )
+    else:
+        table = [["DIMENSION", "INGESTED", "DELIVERED", "HELD", "OWED", "OK"]]
+        for r in rows:
+            table.append(
+                [r.dimension, *(str(getattr(r, name)) for name in fields), "yes" if r.ok else "NO"]
+            )
+        _table(table)
+    return 0 if all(r.ok for r in rows) else 1
+
+
 def cmd_marketplace(args: argparse.Namespace) -> int:
     with open_store(Settings.from_env()) as store:
         action = {
@@ -693,6 +726,7 @@ def cmd_marketplace(args: argparse.Namespace) -> int:
             "list": _list,
             "dimensions": _dimensions,
             "ledger": _ledger,
+            "reconcile": _reconcile,
             "unlink": _unlink,
             "start": _start,
             "pause": _signal,
@@ -796,6 +830,12 @@ def add_parser(sub: Subparsers) -> None:
     dim_delete.add_argument("connection")
     dim_delete.add_argument("event_name")
     dim_delete.add_argument("dimension")
+
+    reconcile = actions.add_parser(
+        "reconcile", help="a customer's usage ingested vs reported, per dimension"
+    )
+    reconcile.add_argument("customer")
+    reconcile.add_argument("--json", action="store_true")
 
     ledger = actions.add_parser("ledger", help="what was reported for a customer")
     ledger.add_argument("customer")
