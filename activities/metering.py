@@ -143,7 +143,7 @@ class MeteringActivities:
         are left (their usage goes out with the next hour that is)."""
         account = MarketplaceAccount(link.marketplace, dict(link.account))
         mappings = self.store.dimension_mappings(link.connection_id)
-        dimensions = self._dimensions(link, mappings)
+        dimensions = metered_dimensions(link, mappings)
         now = datetime.now(UTC)
         earlier: dict[str, list[LedgerRecord]] = {
             dimension: self.store.ledger(
@@ -166,7 +166,7 @@ class MeteringActivities:
                 reported = sum(
                     (r.quantity for r in earlier[dimension] if r.hour_start < hour), Decimal(0)
                 )
-                ingested = self._ingested(link, mappings, dimension, hour + HOUR)
+                ingested = ingested_to_date(self.store, link, mappings, dimension, hour + HOUR)
                 quantity = _sendable(
                     hour_quantity(ingested, reported, integers=_integers(link, client))
                 )
@@ -175,36 +175,6 @@ class MeteringActivities:
                 records.append(_record(link, account, dimension, hour, quantity))
                 earlier[dimension].append(_pending(link, dimension, hour, quantity))
         return records
-
-    def _dimensions(self, link: MarketplaceLink, mappings: Sequence[DimensionMapping]) -> list[str]:
-        if link.mode == "billing_amount":
-            if not link.billing_amount_dimension:
-                raise ProviderRejected(
-                    f"customer {link.customer_id}: billing_amount mode needs a dimension"
-                )
-            return [link.billing_amount_dimension]
-        return sorted({m.dimension for m in mappings})
-
-    def _ingested(
-        self,
-        link: MarketplaceLink,
-        mappings: Sequence[DimensionMapping],
-        dimension: str,
-        until: datetime,
-    ) -> Decimal:
-        if link.mode == "billing_amount":
-            # Charges to date (dollars) as cents: the dimension is priced at $0.01.
-            charges = self.store.charges_to_date(
-                link.customer_id,
-                until,
-                event_name=BILLING_AMOUNT_EVENT,
-                property=BILLING_AMOUNT_PROPERTY,
-            )
-            return charges * CENTS
-        ours = [m for m in mappings if m.dimension == dimension]
-        return self.store.usage_totals(link.customer_id, BEGINNING, until, ours).get(
-            dimension, Decimal(0)
-        )
 
     @staticmethod
     def _problems(answers: Sequence[RecordResult]) -> list[str]:
@@ -239,6 +209,40 @@ class MeteringActivities:
         if self._box is None:
             self._box = SecretBox.from_settings(self.settings)
         return self._box
+
+
+def metered_dimensions(link: MarketplaceLink, mappings: Sequence[DimensionMapping]) -> list[str]:
+    """The dimensions a link reports: its mapped ones, or its one billing-amount dimension
+    (MarketplaceLink's validation makes sure it has one)."""
+    if link.mode == "billing_amount":
+        if not link.billing_amount_dimension:
+            raise ProviderRejected(
+                f"customer {link.customer_id}: billing_amount mode needs a dimension"
+            )
+        return [link.billing_amount_dimension]
+    return sorted({m.dimension for m in mappings})
+
+
+def ingested_to_date(
+    store: Store,
+    link: MarketplaceLink,
+    mappings: Sequence[DimensionMapping],
+    dimension: str,
+    until: datetime,
+) -> Decimal:
+    """The customer's usage of `dimension` before `until`, after unit conversion: what the
+    cumulative rule (core/metering.py) and `marketplace reconcile` compare reports with."""
+    if link.mode == "billing_amount":
+        # Charges to date (dollars) as cents: the dimension is priced at $0.01.
+        charges = store.charges_to_date(
+            link.customer_id,
+            until,
+            event_name=BILLING_AMOUNT_EVENT,
+            property=BILLING_AMOUNT_PROPERTY,
+        )
+        return charges * CENTS
+    ours = [m for m in mappings if m.dimension == dimension]
+    return store.usage_totals(link.customer_id, BEGINNING, until, ours).get(dimension, Decimal(0))
 
 
 def _integers(link: MarketplaceLink, client: MarketplaceClient) -> bool:

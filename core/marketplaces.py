@@ -12,10 +12,11 @@ emulator code.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from billbridge.core.providers import load
 
 __all__ = ["MARKETPLACE_ENTRIES", "MarketplaceEntry", "load_client", "marketplace_entry"]
 
@@ -99,8 +100,4 @@ def marketplace_entry(name: str) -> MarketplaceEntry:
 def load_client(name: str) -> Any:
     """The marketplace's client factory, (Settings, MarketplaceConfig) -> MarketplaceClient
     (imported now)."""
-    module_name, _, attributes = marketplace_entry(name).client.partition(":")
-    value: Any = importlib.import_module(module_name)
-    for attribute in attributes.split("."):
-        value = getattr(value, attribute)
-    return value
+    return load(marketplace_entry(name).client)

@@ -36,6 +36,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from billbridge.activities.metering import ingested_to_date, metered_dimensions
 from billbridge.activities.store import Store
 from billbridge.core.metering import HOUR, hour_start, oldest_open_hour, still_open
 from billbridge.core.metering_messages import (
@@ -386,24 +387,17 @@ def reconcile_metering(store: Store, customer_id: str) -> list[ReconcileRow]:
     through = max((r.hour_start for r in records), default=None)
     end = through + HOUR if through is not None else None
     mappings = store.dimension_mappings(link.connection_id)
-    if link.mode == "billing_amount":
-        dimensions = [link.billing_amount_dimension or ""]
-        ingested = {
-            dimensions[0]: store.charges_to_date(customer_id, end) * 100 if end else Decimal(0)
-        }
-    else:
-        dimensions = sorted({m.dimension for m in mappings})
-        ingested = (
-            store.usage_totals(customer_id, datetime(1970, 1, 1, tzinfo=UTC), end, mappings)
-            if end
-            else {}
-        )
+    dimensions = metered_dimensions(link, mappings)
     rows = []
     for dimension in dimensions:
         mine = [r for r in records if r.dimension == dimension]
         delivered = sum((r.quantity for r in mine if r.delivered), Decimal(0))
         held = sum((r.quantity for r in mine if not r.delivered), Decimal(0))
-        total = ingested.get(dimension, Decimal(0))
+        total = (
+            ingested_to_date(store, link, mappings, dimension, end)
+            if end is not None
+            else Decimal(0)
+        )
         rows.append(
             ReconcileRow(
                 customer_id,
