@@ -44,7 +44,7 @@ from billbridge.core.errors import (
     ProviderUnavailable,
 )
 from billbridge.core.marketplaces import load_client
-from billbridge.core.metering import HOUR, hour_quantity, still_open
+from billbridge.core.metering import HOUR, counts_as_reported, hour_quantity, still_open
 from billbridge.core.metering_messages import LastReport, ReportHoursInput, ReportHoursResult
 from billbridge.core.usage import (
     BILLING_AMOUNT_EVENT,
@@ -66,10 +66,19 @@ CENTS = Decimal(100)
 ClientFactory = Callable[[Settings, MarketplaceConfig], MarketplaceClient]
 
 
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 class MeteringActivities:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Callable[[], datetime] = wall_clock
+    ) -> None:
         self.store = store
         self.settings = settings
+        # Which hours a marketplace still takes is judged by this clock (tests move it to a
+        # month's end, as the emulators' `set_now` does for the marketplace's side).
+        self.clock = clock
         self._box: SecretBox | None = None
         self._clients: dict[str, tuple[object, MarketplaceClient]] = {}
         self._lock = threading.Lock()
@@ -144,7 +153,7 @@ class MeteringActivities:
         account = MarketplaceAccount(link.marketplace, dict(link.account))
         mappings = self.store.dimension_mappings(link.connection_id)
         dimensions = metered_dimensions(link, mappings)
-        now = datetime.now(UTC)
+        now = self.clock()
         earlier: dict[str, list[LedgerRecord]] = {
             dimension: self.store.ledger(
                 link.customer_id, BEGINNING, dimension=dimension, until=hours[-1] + HOUR
@@ -160,11 +169,19 @@ class MeteringActivities:
                 if kept is not None:
                     if not kept.delivered and open_now:
                         records.append(_record(link, account, dimension, hour, kept.quantity))
+                    elif not counts_as_reported(kept, now):
+                        _carried_forward(link, dimension, hour, kept.quantity, kept.detail)
                     continue
                 if not open_now:
+                    _carried_forward(link, dimension, hour, None, "never sent")
                     continue
                 reported = sum(
-                    (r.quantity for r in earlier[dimension] if r.hour_start < hour), Decimal(0)
+                    (
+                        r.quantity
+                        for r in earlier[dimension]
+                        if r.hour_start < hour and counts_as_reported(r, now)
+                    ),
+                    Decimal(0),
                 )
                 ingested = ingested_to_date(self.store, link, mappings, dimension, hour + HOUR)
                 quantity = _sendable(
@@ -271,6 +288,22 @@ def _record(
         dimension=dimension,
         hour_start=hour,
         quantity=quantity,
+    )
+
+
+def _carried_forward(
+    link: MarketplaceLink, dimension: str, hour: datetime, quantity: Decimal | None, why: str
+) -> None:
+    """Said in the worker's log (and the activity's): the hour's window closed before the
+    marketplace took it, so its usage goes out with the next hour it still takes."""
+    activity.logger.warning(
+        "%s %s: %s hour %s is past its window (%s); its usage%s goes out with the next open hour",
+        link.customer_id,
+        link.marketplace,
+        dimension,
+        hour.isoformat(),
+        why,
+        "" if quantity is None else f" ({quantity})",
     )
 
 

@@ -21,10 +21,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from billbridge.core.usage import LedgerRecord
 
 __all__ = [
     "HOUR",
     "billing_month_cutoff",
+    "counts_as_reported",
     "due_hours",
     "hour_quantity",
     "hour_start",
@@ -46,6 +51,9 @@ WINDOWS: dict[str, timedelta] = {
     "gcp": timedelta(hours=24),
 }
 AWS_MONTH_END_GRACE = timedelta(hours=6)
+# Words a marketplace client puts in a refusal's detail when the marketplace does hold a record
+# for the hour (another quantity: AWS's DuplicateRecord), so the hour is not carried forward.
+HOLDS_ANOTHER_QUANTITY = "holds another quantity"
 
 
 def _utc(moment: datetime) -> datetime:
@@ -119,3 +127,21 @@ def hour_quantity(
         # negative quantity, which no marketplace takes.
         return Decimal(0)
     return owed.to_integral_value(rounding=ROUND_FLOOR) if integers else owed
+
+
+def counts_as_reported(record: LedgerRecord, now: datetime) -> bool:
+    """Whether a ledger record's quantity counts as reported in the cumulative rule.
+
+    Delivered records count, and so do records kept for a resend while their hour is still open
+    and records whose answer is unknown (saved, maybe at the marketplace: never reported a
+    second time; `marketplace reconcile` shows them held). A record the marketplace refused
+    (throttled, unprocessed, customer not subscribed, resource not active) whose window closed
+    before a resend was accepted holds nothing at the marketplace: it no longer counts, so its
+    usage goes out with the next hour that is open (conservation), unless the marketplace said
+    it holds another quantity for that hour (a person decides).
+    """
+    if record.delivered or record.outcome == "pending":
+        return True
+    if record.outcome == "duplicate" or HOLDS_ANOTHER_QUANTITY in record.detail:
+        return True
+    return still_open(record.hour_start, now, record.marketplace)

@@ -38,7 +38,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from billbridge.activities.metering import ingested_to_date, metered_dimensions
 from billbridge.activities.store import Store
-from billbridge.core.metering import HOUR, hour_start, oldest_open_hour, still_open
+from billbridge.core.metering import (
+    HOUR,
+    counts_as_reported,
+    hour_start,
+    oldest_open_hour,
+    still_open,
+)
 from billbridge.core.metering_messages import (
     DEFAULT_GRACE_SECONDS,
     MeteringInput,
@@ -384,6 +390,7 @@ def reconcile_metering(store: Store, customer_id: str) -> list[ReconcileRow]:
     if link is None:
         raise MeteringError(f"customer {customer_id} has no marketplace link")
     records = store.ledger(customer_id)
+    now = datetime.now(UTC)
     through = max((r.hour_start for r in records), default=None)
     end = through + HOUR if through is not None else None
     mappings = store.dimension_mappings(link.connection_id)
@@ -392,7 +399,11 @@ def reconcile_metering(store: Store, customer_id: str) -> list[ReconcileRow]:
     for dimension in dimensions:
         mine = [r for r in records if r.dimension == dimension]
         delivered = sum((r.quantity for r in mine if r.delivered), Decimal(0))
-        held = sum((r.quantity for r in mine if not r.delivered), Decimal(0))
+        # Refused records whose window closed hold nothing: their usage is owed again.
+        held = sum(
+            (r.quantity for r in mine if not r.delivered and counts_as_reported(r, now)),
+            Decimal(0),
+        )
         total = (
             ingested_to_date(store, link, mappings, dimension, end)
             if end is not None

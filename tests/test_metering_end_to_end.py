@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from billbridge.activities.metering import MeteringActivities
@@ -24,12 +25,14 @@ from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.metering import HOUR, hour_start
 from billbridge.core.metering_messages import MeteringInput, MeteringStatus, ReportHoursInput
+from billbridge.core.usage import record_id
 from billbridge.emulators.aws_marketplace import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_SECRET_ACCESS_KEY,
     AwsMarketplaceEmulator,
     Fault,
 )
+from billbridge.starter.metering_door import reconcile_metering
 from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
 from conftest import CODEC_TEST_KEY, billbridge, start_worker, wait_for
@@ -342,3 +345,80 @@ def test_reconcile_shows_ingested_against_reported_per_dimension(
         (r.quantity for r in aws.accepted() if r.dimension == "data_gb"), Decimal(0)
     )
     assert delivered_at_aws == Decimal(rows["data_gb"]["delivered"])
+
+
+MAY_31_22 = datetime(2026, 5, 31, 22, tzinfo=UTC)
+MONTH_HOURS = [MAY_31_22, MAY_31_22 + HOUR, MAY_31_22 + 2 * HOUR]  # 22:00, 23:00, June 1 00:00
+
+
+def report_at(store: Store, settings: Settings, aws: AwsMarketplaceEmulator, now: datetime) -> None:
+    """The month's last two hours and June's first, reported with both clocks (ours and AWS's)
+    at `now`."""
+    aws.set_now(now)
+    ActivityEnvironment().run(
+        MeteringActivities(store, settings, clock=lambda: now).report_metering_hours,
+        ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=MONTH_HOURS),
+    )
+
+
+def test_the_month_end_hours_go_out_until_six_on_the_first_with_their_own_timestamps(
+    store: Store, settings: Settings, aws: AwsMarketplaceEmulator, metered: None
+) -> None:
+    for n, hour in enumerate(MONTH_HOURS):
+        ingest_usage(store, events(hour, [], n + 1, f"m{n}"))
+    report_at(store, settings, aws, datetime(2026, 6, 1, 5, 30, tzinfo=UTC))
+    held = reported(aws)
+    assert [held[("api_calls", h)] for h in MONTH_HOURS] == [1, 2, 3]
+
+
+def test_after_six_on_the_first_may_usage_goes_out_with_junes_first_hour(
+    store: Store, settings: Settings, aws: AwsMarketplaceEmulator, metered: None
+) -> None:
+    """AWS closes May at 06:00 UTC on June 1, before May's last hours are 24 hours old: a
+    catch-up after that sends none of May's hours (AWS would refuse the batch), and their usage
+    goes out with June's first hour."""
+    for n, hour in enumerate(MONTH_HOURS):
+        ingest_usage(store, events(hour, [], n + 1, f"m{n}"))
+    report_at(store, settings, aws, datetime(2026, 6, 1, 6, 0, tzinfo=UTC))
+    held = reported(aws)
+    assert sorted(h for _, h in held) == [MONTH_HOURS[2]] * 2  # both dimensions, June only
+    assert held[("api_calls", MONTH_HOURS[2])] == 1 + 2 + 3
+    assert all(row.owed == 0 and row.ok for row in reconcile_metering(store, CUSTOMER))
+
+
+def test_a_refused_hour_whose_window_closed_goes_out_with_a_later_hour(
+    store: Store, settings: Settings, aws: AwsMarketplaceEmulator, metered: None
+) -> None:
+    """CustomerNotSubscribed keeps the hour for a resend; when the subscription comes back only
+    after the hour's window closed, AWS holds nothing for it, so its usage is not counted as
+    reported but goes out with the next hour (conservation), and reconcile shows it owed, not
+    held, in between."""
+    first = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    later = first + 30 * HOUR
+    ingest_usage(store, events(first, [], 4, "refused"))
+    ingest_usage(store, events(later, [], 1, "later"))
+    aws.unsubscribe(license_arn=LICENSE)
+    aws.set_now(first + 2 * HOUR)
+    activities = MeteringActivities(store, settings, clock=lambda: first + 2 * HOUR)
+    with pytest.raises(ApplicationError, match="CustomerNotSubscribed"):
+        ActivityEnvironment().run(
+            activities.report_metering_hours,
+            ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=[first]),
+        )
+    assert store.ledger_record(record_id(CUSTOMER, "api_calls", first)).outcome == (  # type: ignore[union-attr]
+        "needs_attention"
+    )
+    calls = next(r for r in reconcile_metering(store, CUSTOMER) if r.dimension == "api_calls")
+    assert (calls.held, calls.owed) == (0, 4)  # the wall clock is past both windows
+
+    aws.subscribe(PRODUCT, customer_aws_account_id=ACCOUNT, license_arn=LICENSE)
+    aws.set_now(later + 2 * HOUR)
+    ActivityEnvironment().run(
+        MeteringActivities(store, settings, clock=lambda: later + 2 * HOUR).report_metering_hours,
+        ReportHoursInput(customer_id=CUSTOMER, marketplace="aws", hours=[first, later]),
+    )
+    held = reported(aws)
+    assert ("api_calls", first) not in held
+    assert held[("api_calls", later)] == 4 + 1
+    calls = next(r for r in reconcile_metering(store, CUSTOMER) if r.dimension == "api_calls")
+    assert (calls.delivered, calls.held, calls.owed) == (5, 0, 0)

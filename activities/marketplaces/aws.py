@@ -97,6 +97,7 @@ from billbridge.core.errors import (
     retry_after,
 )
 from billbridge.core.marketplaces import marketplace_entry
+from billbridge.core.metering import HOLDS_ANOTHER_QUANTITY
 from billbridge.core.timeouts import request_timeout
 
 if TYPE_CHECKING:
@@ -340,7 +341,7 @@ class AwsMarketplaceClient:
                 rid,
                 Outcome.NEEDS_ATTENTION,
                 ref,
-                detail="DuplicateRecord: AWS holds another quantity for this customer, "
+                detail=f"DuplicateRecord: AWS {HOLDS_ANOTHER_QUANTITY} for this customer, "
                 "dimension and hour",
             )
         if status == "CustomerNotSubscribed":
