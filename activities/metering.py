@@ -17,8 +17,9 @@ workflow waits for `retry`, which resends the kept records as saved.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -29,11 +30,18 @@ from billbridge.activities.marketplaces.base import (
     MarketplaceClient,
     MarketplaceConfig,
     Outcome,
+    PreparedReport,
     RecordResult,
     UsageRecord,
 )
 from billbridge.activities.secrets import SecretBox
-from billbridge.activities.store import Store
+from billbridge.activities.store import SavedRequest, Store
+from billbridge.activities.store.metering_queue import (
+    QUEUED,
+    QueuedRecord,
+    RequestBuilder,
+    request_age,
+)
 from billbridge.core import activity_names as names
 from billbridge.core.config import Settings
 from billbridge.core.errors import (
@@ -61,6 +69,10 @@ BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 # along to the next hour (AWS QuantityAsDecimal takes at most 6, botocore's model).
 FRACTION_PLACES = 6
 CENTS = Decimal(100)
+# A saved request carrying our records that nobody in this process is sending and that is older
+# than this is resent here (its sender crashed or failed); a resend is answered as a duplicate of
+# itself, so a second sender costs a call, never a second report.
+RESEND_AFTER = timedelta(seconds=5)
 
 
 ClientFactory = Callable[[Settings, MarketplaceConfig], MarketplaceClient]
@@ -82,6 +94,8 @@ class MeteringActivities:
         self._box: SecretBox | None = None
         self._clients: dict[str, tuple[object, MarketplaceClient]] = {}
         self._lock = threading.Lock()
+        # Saved requests this process is sending now: not resent by a waiting activity.
+        self._in_flight: set[int] = set()
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.report_metering_hours]
@@ -109,24 +123,27 @@ class MeteringActivities:
         client = self._client(link.connection_id)
         records = self._records(link, client, arg.hours)
         result = ReportHoursResult(next_hour=arg.hours[-1] + HOUR)
+        mine = [r.record_id for r in records]
+        if records:
+            self.store.queue_records(link.connection_id, records)
+            self._deliver(link.connection_id, client, mine)
         problems: list[str] = []
         retry = False
-        for start in range(0, len(records), client.max_batch):
-            batch = records[start : start + client.max_batch]
-            report = client.prepare(batch)
-            saved = self.store.save_outgoing(link.connection_id, report, batch)
-            activity.heartbeat(f"sending {len(batch)} record(s)")
-            answers = client.send(saved.report())
-            self.store.record_answers(saved.id, answers)
-            for answer in answers:
-                result.records += 1
-                if answer.outcome == Outcome.ACCEPTED:
-                    result.accepted += 1
-                elif answer.outcome == Outcome.DUPLICATE:
-                    result.duplicates += 1
-                elif answer.outcome == Outcome.RETRY:
-                    retry = True
-            problems += self._problems(answers)
+        for row in filter(None, (self.store.ledger_record(rid) for rid in mine)):
+            result.records += 1
+            if row.outcome == "accepted":
+                result.accepted += 1
+            elif row.outcome == "duplicate":
+                result.duplicates += 1
+                if not row.delivered:
+                    problems.append(
+                        f"{row.record_id}: the marketplace already holds "
+                        f"{row.accepted_quantity} for this hour ({row.detail})"
+                    )
+            elif row.outcome == "needs_attention":
+                problems.append(f"{row.record_id}: {row.detail}")
+            else:  # retry, or still unanswered
+                retry = True
         if problems:
             error: ExportError = MarketplaceNeedsAttention("; ".join(problems[:5]))
             error.provider, error.customer_id = arg.marketplace, arg.customer_id
@@ -193,18 +210,111 @@ class MeteringActivities:
                 earlier[dimension].append(_pending(link, dimension, hour, quantity))
         return records
 
-    @staticmethod
-    def _problems(answers: Sequence[RecordResult]) -> list[str]:
-        problems = []
-        for answer in answers:
-            if answer.outcome == Outcome.NEEDS_ATTENTION:
-                problems.append(f"{answer.record_id}: {answer.detail}")
-            elif answer.outcome == Outcome.DUPLICATE and answer.accepted_quantity is not None:
-                problems.append(
-                    f"{answer.record_id}: the marketplace already holds "
-                    f"{answer.accepted_quantity} for this hour ({answer.detail})"
-                )
-        return problems
+    # -- sending, batched across customers ------------------------------------------------------
+
+    def _deliver(self, connection_id: str, client: MarketplaceClient, mine: list[str]) -> None:
+        """Send the queued records of the connection (ours and other customers') in batches,
+        until each of ours has an answer.
+
+        A full batch goes at once; a partial one only when its oldest record waited
+        `metering_gather_seconds` for other customers' records of the same hour. Whoever finds
+        a batch ready sends it; a request that carries our records and that nobody is sending
+        (its sender crashed or failed) is resent here (activities/store/metering_queue.py).
+        """
+        gather = self.settings.metering_gather_seconds
+        now = self.clock()
+        # Records left queued after this (past their window meanwhile, or unlinked): the caller
+        # sees them unanswered and the activity is retried.
+        deadline = time.monotonic() + gather + RESEND_AFTER.total_seconds()
+        while True:
+            saved = self.store.batch_queued(connection_id, self._builder(client, now, gather))
+            self._send_all(client, saved, mine)
+            rows = [self.store.ledger_record(rid) for rid in mine]
+            waiting = [r for r in rows if r is not None and r.outcome in (QUEUED, "pending")]
+            if not waiting or time.monotonic() >= deadline:
+                return
+            carrying = self.store.requests_carrying(mine)
+            stale = {
+                request.id: request
+                for request in carrying.values()
+                if request.id not in self._in_flight
+                and request_age(request, datetime.now(UTC)) >= RESEND_AFTER.total_seconds()
+            }
+            if stale:
+                self._send_all(client, list(stale.values()), mine)
+                continue
+            if not saved:
+                activity.heartbeat("waiting for a batch of several customers' records")
+                time.sleep(0.1)
+
+    def _builder(self, client: MarketplaceClient, now: datetime, gather: float) -> RequestBuilder:
+        """Queued records -> the requests ready to go: grouped by the client's batch key, at
+        most `max_batch` each; a group's last, partial request only once its oldest record
+        waited `gather` seconds. Records never sent yet share requests across customers; a
+        record going again goes at once in its own customer's requests, so a batch refused as
+        a whole (one customer's bad license) delays the others once, never twice. Hours past
+        their window are left out (the marketplace would refuse the whole batch); their usage
+        goes out later."""
+
+        def build(queued: list[QueuedRecord]) -> list[PreparedReport]:
+            groups: dict[tuple[str, str], list[QueuedRecord]] = {}
+            for item in queued:
+                record = item.record
+                if not still_open(record.hour_start, now, record.account.marketplace):
+                    continue
+                owner = "" if item.first_send else record.customer_id
+                groups.setdefault((client.batch_key(record), owner), []).append(item)
+            ready: list[PreparedReport] = []
+            moment = datetime.now(UTC)
+            for (_, owner), group in groups.items():
+                for start in range(0, len(group), client.max_batch):
+                    chunk = group[start : start + client.max_batch]
+                    oldest = min(item.queued_at for item in chunk)
+                    waited = (moment - oldest).total_seconds()
+                    if len(chunk) == client.max_batch or owner or waited >= gather:
+                        ready.append(client.prepare([item.record for item in chunk]))
+            return ready
+
+        return build
+
+    def _send_all(
+        self, client: MarketplaceClient, requests: Sequence[SavedRequest], mine: list[str]
+    ) -> None:
+        """Send each saved request and record the answers. A request refused as a whole holds
+        nothing at the marketplace: with several customers in it, each sends its records again
+        on its own (so the one at fault is found and the others go on); with one, its records
+        need attention. A retryable failure leaves the request to be resent as saved. Raises
+        the error of a request that carries our records, after the others were sent."""
+        ours = set(mine)
+        our_error: ExportError | None = None
+        for saved in requests:
+            carries_ours = bool(ours & set(saved.record_ids))
+            with self._lock:
+                self._in_flight.add(saved.id)
+            try:
+                activity.heartbeat(f"sending {len(saved.record_ids)} record(s)")
+                try:
+                    answers = client.send(saved.report())
+                except ExportError as err:
+                    if carries_ours and our_error is None:
+                        our_error = err
+                    if err.retryable:
+                        continue
+                    customers = {rid.split("/", 1)[0] for rid in saved.record_ids}
+                    several = len(customers) > 1
+                    outcome = Outcome.RETRY if several else Outcome.NEEDS_ATTENTION
+                    why = f"{'refused with others' if several else 'refused'}: {err}"
+                    answers = [RecordResult(rid, outcome, detail=why) for rid in saved.record_ids]
+                    if several:
+                        activity.logger.warning("a batch of several customers refused: %s", err)
+                        if our_error is err:
+                            our_error = None  # ours go again on their own: a retry, not an error
+                self.store.record_answers(saved.id, answers)
+            finally:
+                with self._lock:
+                    self._in_flight.discard(saved.id)
+        if our_error is not None:
+            raise our_error
 
     # -- clients -------------------------------------------------------------------------------
 

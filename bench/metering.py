@@ -1,9 +1,10 @@
 """Marketplace metering figures, against a real dev server and the AWS Marketplace emulator.
 
 Prints: usage events ingested per second (the door, in batches, on a SQLite store); marketplace
-calls per reported record when a day of hours is caught up (AWS takes 25 records a call, so the
-floor is 1/25 = 0.04); and the worker's resident memory per idle MarketplaceMeteringWorkflow with
-1,000 linked customers on one worker.
+calls per reported record when a day of hours is caught up, and when one hour of 200 customers
+is reported as their timers fire together (AWS takes 25 records a call, so the floor is
+1/25 = 0.04); and the worker's resident memory per idle MarketplaceMeteringWorkflow with 1,000
+linked customers on one worker.
 
     .venv/bin/python bench/metering.py [--events 100000] [--customers 1000]
 """
@@ -43,6 +44,7 @@ from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflo
 PRODUCT = "prod-billbridgebench"
 LICENSE = "arn:aws:license-manager::294406891311:license:l-bench{n:04d}"
 CATCH_UP_HOURS = 20  # inside AWS's 24-hour window
+HOURLY_CUSTOMERS = 200  # customers whose same hour is reported at once
 
 
 def rss_bytes() -> int:
@@ -182,6 +184,38 @@ async def run(event_count: int, customers: int) -> dict[str, object]:
                 after = rss_bytes()
                 for h in handles:
                     await h.terminate("bench over")
+
+                # 4. One hour of many customers, as their timers fire together: batches are
+                # shared across customers (settings.metering_gather_seconds).
+                hourly = min(customers, HOURLY_CUSTOMERS)
+                for n in range(1, hourly + 1):
+                    aws.subscribe(PRODUCT, **account(n))
+                sent_before = sum(1 for r in aws.requests() if r.operation == "BatchMeterUsage")
+                accepted_before = len(aws.accepted())
+                hour_handles = await asyncio.gather(
+                    *(
+                        client.start_workflow(
+                            MarketplaceMeteringWorkflow.run,
+                            MeteringInput(
+                                customer_id=f"cust_{n}",
+                                marketplace="aws",
+                                grace_seconds=0,
+                                next_hour=now - HOUR,
+                            ),
+                            id=workflow_id(f"cust_{n}"),
+                            task_queue=settings.task_queue,
+                        )
+                        for n in range(1, hourly + 1)
+                    )
+                )
+                await asyncio.gather(
+                    *(h.signal(MarketplaceMeteringWorkflow.stop) for h in hour_handles)
+                )
+                await asyncio.gather(*(h.result() for h in hour_handles))
+                hour_calls = (
+                    sum(1 for r in aws.requests() if r.operation == "BatchMeterUsage") - sent_before
+                )
+                hour_records = len(aws.accepted()) - accepted_before
         store.close()
         return {
             "events_ingested": event_count,
@@ -190,6 +224,12 @@ async def run(event_count: int, customers: int) -> dict[str, object]:
             "records_reported": records,
             "batch_meter_usage_calls": calls,
             "calls_per_record": round(calls / records, 3) if records else None,
+            "customers_in_one_hour": hourly,
+            "one_hour_records": hour_records,
+            "one_hour_calls": hour_calls,
+            "one_hour_calls_per_record": round(hour_calls / hour_records, 3)
+            if hour_records
+            else None,
             "idle_workflows": customers,
             "worker_rss_growth_mib": round((after - before) / 2**20, 1),
             "rss_per_idle_workflow_kib": round((after - before) / customers / 1024, 1),

@@ -32,6 +32,8 @@ QUICKBOOKS_CLIENT_ID      ``quickbooks_client_id``        ``None``: the emulator
 QUICKBOOKS_CLIENT_SECRET  ``quickbooks_client_secret``    ``None``: the emulator's (authorize only)
 BILLBRIDGE_TASK_QUEUE     ``task_queue``                  ``"billbridge-export"``
 BILLBRIDGE_LOG_LEVEL      ``log_level``                   ``"INFO"`` (``LOG_LEVEL`` also accepted)
+BILLBRIDGE_METERING_      ``metering_gather_seconds``     ``2``: seconds a metering report waits
+GATHER_SECONDS                                            for other customers' records (batches)
 ========================  ==============================  =========================================
 
 Empty values count as unset.
@@ -101,6 +103,19 @@ def _flag(environ: Mapping[str, str], name: str) -> bool | None:
     raise ValueError(f"{name}={value!r}: expected 1 or 0")
 
 
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = _get(environ, name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected a number of seconds") from None
+    if not 0 <= seconds <= 600:
+        raise ValueError(f"{name}={value!r}: expected 0 to 600 seconds")
+    return seconds
+
+
 def is_local_url(url: str) -> bool:
     """Whether `url` points at this machine (an emulator; never a real provider)."""
     host = urlsplit(url).hostname or ""
@@ -130,6 +145,9 @@ class Settings:
     quickbooks_client_secret: str | None = None
     task_queue: str = DEFAULT_TASK_QUEUE
     log_level: str = "INFO"
+    metering_gather_seconds: float = 2.0
+    """How long a metering report waits for the other customers of the same hour before it
+    sends, so their records share batches (AWS and Azure take 25 a call)."""
     emulators: bool | None = None
     """May local emulators stand in for providers whose API base is unset? ``None`` (the
     default) = only on the embedded Temporal default (``temporal_address`` unset); always a
@@ -203,6 +221,7 @@ class Settings:
             quickbooks_client_secret=_get(env, "QUICKBOOKS_CLIENT_SECRET"),
             task_queue=_get(env, "BILLBRIDGE_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
             log_level=log_level,
+            metering_gather_seconds=_seconds(env, "BILLBRIDGE_METERING_GATHER_SECONDS", 2.0),
             emulators=True if emulators else _flag(env, EMULATORS_ENV),
         )
 

@@ -140,7 +140,7 @@ def counts_as_reported(record: LedgerRecord, now: datetime) -> bool:
     usage goes out with the next hour that is open (conservation), unless the marketplace said
     it holds another quantity for that hour (a person decides).
     """
-    if record.delivered or record.outcome == "pending":
+    if record.delivered or record.outcome in ("pending", "queued"):
         return True
     if record.outcome == "duplicate" or HOLDS_ANOTHER_QUANTITY in record.detail:
         return True

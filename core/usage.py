@@ -344,7 +344,9 @@ def record_id(customer_id: str, dimension: str, hour_start: datetime) -> str:
     return f"{customer_id}/{dimension}/{hour.isoformat()}"
 
 
-LedgerOutcome: TypeAlias = Literal["pending", "accepted", "duplicate", "needs_attention", "retry"]
+LedgerOutcome: TypeAlias = Literal[
+    "queued", "pending", "accepted", "duplicate", "needs_attention", "retry"
+]
 
 
 class LedgerRecord(BaseModel):
@@ -363,7 +365,8 @@ class LedgerRecord(BaseModel):
     request_id: int
     """The saved request (marketplace_requests) that carries this record now."""
     outcome: LedgerOutcome = "pending"
-    """pending: saved, no answer yet (it may be at the marketplace: resend the saved request)."""
+    """queued: saved, in no request yet (not sent); pending: saved in a request, no answer yet
+    (it may be at the marketplace: resend the saved request)."""
     marketplace_ref: str = ""
     detail: str = ""
     accepted_quantity: Decimal | None = None

@@ -80,6 +80,8 @@ def settings(tmp_path: Path, temporal_server: DevServer, emulator: StripeEmulato
         stripe_api_key=STRIPE_TEST_KEY,
         stripe_api_base=emulator.base_url,
         task_queue=f"billbridge-test-{uuid.uuid4().hex[:10]}",
+        # Reports send at once; tests of batching across customers set their own wait.
+        metering_gather_seconds=0.0,
     )
 
 
@@ -154,6 +156,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         "STRIPE_API_KEY": settings.stripe_api_key,
         "STRIPE_API_BASE": str(settings.stripe_api_base),
         "BILLBRIDGE_TASK_QUEUE": settings.task_queue,
+        "BILLBRIDGE_METERING_GATHER_SECONDS": str(settings.metering_gather_seconds),
         "BILLBRIDGE_CODEC_KEY": CODEC_TEST_KEY,
     }
 

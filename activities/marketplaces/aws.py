@@ -217,6 +217,14 @@ class AwsMarketplaceClient:
 
     # -- the protocol ------------------------------------------------------------------------
 
+    def batch_key(self, record: UsageRecord) -> str:
+        """One call is for one product and one integration kind (the BatchMeterUsage API
+        reference: ProductCode is the call's, and LicenseArn records carry their own)."""
+        account = record.account
+        if account.get("license_arn"):
+            return "license"
+        return f"product:{account.get('product_code')}"
+
     def prepare(self, records: Sequence[UsageRecord]) -> PreparedReport:
         """The exact BatchMeterUsage parameters, JSON-able (Timestamp as epoch seconds of the
         hour start: what boto3 sends on the wire). Raises ValueError for a batch AWS would

@@ -281,6 +281,11 @@ class AzureMarketplaceClient:
 
     # -- prepare and send --------------------------------------------------------------------
 
+    def batch_key(self, record: UsageRecord) -> str:
+        """The batch usage event API takes events of any resources of the publisher in one
+        request ("emit usage events for more than one purchased resource at once")."""
+        return ""
+
     def prepare(self, records: Sequence[UsageRecord]) -> PreparedReport:
         """The exact batchUsageEvent request: its body as text (quantities exact), the
         request id derived from it (the same on every retry of this saved request)."""

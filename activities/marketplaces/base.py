@@ -114,8 +114,11 @@ class MarketplaceClient(Protocol):
     def check_credentials(self) -> None:
         """One cheap authenticated call; raises ProviderAuthFailed when refused."""
 
+    def batch_key(self, record: UsageRecord) -> str:
+        """Records with the same key may go in one request (any customers)."""
+
     def prepare(self, records: Sequence[UsageRecord]) -> PreparedReport:
-        """The exact request for at most `max_batch` records. Pure."""
+        """The exact request for at most `max_batch` records of one batch key. Pure."""
 
     def send(self, report: PreparedReport) -> list[RecordResult]:
         """Send the saved request as it is; one result per record id, in order."""

@@ -341,6 +341,10 @@ class GcpMarketplaceClient:
 
     # -- reports ----------------------------------------------------------------------------------
 
+    def batch_key(self, record: UsageRecord) -> str:
+        """One report goes to one Service Control service (`services/{serviceName}:report`)."""
+        return record.account.get("service_name")
+
     def prepare(self, records: Sequence[UsageRecord]) -> PreparedReport:
         """The ReportRequest (proto3 JSON, plus its `serviceName` path parameter) for the
         records, one operation each, in order. Pure."""

@@ -14,7 +14,8 @@ same SQLite file can be used by a worker and a CLI at the same time (see
 - ``mappings``: item mappings per connection;
 - ``exports``: export records, invoices waiting for a fix, failed attempts;
 - ``usage``: usage events (Orb's ingestion shape), totals per dimension and hour;
-- ``marketplace``: marketplace links, dimension mappings, the metering ledger.
+- ``marketplace``: marketplace links, dimension mappings, the metering ledger;
+- ``metering_queue``: records queued for sending, batched across customers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from billbridge.activities.store.marketplace import (
     MarketplaceSetupError,
     SavedRequest,
 )
+from billbridge.activities.store.metering_queue import MeteringQueueMixin
 from billbridge.activities.store.tables import AccountSettingTable as AccountSettingTable
 from billbridge.activities.store.tables import (
     AttemptRow,
@@ -88,6 +90,7 @@ class Store(
     ExportMixin,
     UsageMixin,
     MarketplaceMixin,
+    MeteringQueueMixin,
     StoreBase,
 ):
     """All of billbridge's persistent state. One instance per process is enough."""
