@@ -31,8 +31,11 @@ from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store import (
     LedgerConflict,
     MarketplaceSetupError,
+    SavedRequest,
     Store,
+    metering_queue,
 )
+from billbridge.activities.store.metering_queue import QueuedRecord, RequestBuilder
 from billbridge.core.usage import (
     AWS_FIELD_MAX,
     AWS_FIELD_PATTERNS,
@@ -304,48 +307,84 @@ def test_billing_amount_mode_reads_the_increase_of_charges_to_date_in_cents(
 # --------------------------------------------------------------------------- ledger
 
 
+def linked(store: Store) -> None:
+    """cust_1 linked on the AWS connection aws-prod: queued records of a linked customer only
+    are batched."""
+    store.upsert_connection("aws-prod", "aws", settings={"region": "us-east-1"})
+    link_marketplace(
+        store,
+        {
+            "customer_id": "cust_1",
+            "marketplace": "aws",
+            "connection_id": "aws-prod",
+            "account": AWS_ACCOUNT,
+        },
+    )
+
+
+def one_request(sent_at: int = 100) -> RequestBuilder:
+    return lambda queued: [prepared(*(q.record for q in queued), sent_at=sent_at)]
+
+
+def save(store: Store, records: list[UsageRecord], sent_at: int = 100) -> SavedRequest:
+    """What the report activity does before it sends: queue the records, batch them."""
+    store.queue_records("aws-prod", records)
+    (saved,) = store.batch_queued("aws-prod", one_request(sent_at))
+    return saved
+
+
 def test_the_request_is_saved_before_sending_and_a_retry_gets_the_same_bytes(
     store: Store,
 ) -> None:
+    linked(store)
     records = [usage_record("requests", H10, "17.42"), usage_record("gb", H10, "0")]
-    saved = store.save_outgoing("aws-prod", prepared(*records, sent_at=100), records)
+    store.queue_records("aws-prod", records)
+    assert [r.outcome for r in store.ledger("cust_1")] == ["queued", "queued"]
+    assert store.unanswered_requests() == []  # queued: certainly not sent
+    (saved,) = store.batch_queued("aws-prod", one_request(100))
     assert [r.outcome for r in store.ledger("cust_1")] == ["pending", "pending"]
     assert store.unanswered_requests() == [saved]
-    # The activity crashed before the answer; its retry prepares again (another timestamp)
-    # and gets the saved request back, to send exactly that.
-    retry = store.save_outgoing("aws-prod", prepared(*records, sent_at=200), records)
-    assert retry == saved
-    assert retry.payload["x-billbridge-prepared-at"] == 100
-    assert retry.payload["UsageRecords"][0]["QuantityAsDecimal"] == "17.42"
+    assert store.batch_queued("aws-prod", one_request(300)) == []  # in no second request
+    # The activity crashed before the answer; its retry computes the records again and finds
+    # them in the saved request, to send exactly that (its prepared-at included).
+    store.queue_records("aws-prod", records)
+    assert store.batch_queued("aws-prod", one_request(200)) == []
+    carrying = store.requests_carrying([r.record_id for r in records])
+    assert list(carrying.values()) == [saved, saved]
+    assert saved.payload["x-billbridge-prepared-at"] == 100
+    sent = {r["Dimension"]: r["QuantityAsDecimal"] for r in saved.payload["UsageRecords"]}
+    assert sent == {"requests": "17.42", "gb": "0"}
     results = [
         RecordResult(records[0].record_id, Outcome.ACCEPTED, "mrid-1", "Success"),
         RecordResult(records[1].record_id, Outcome.ACCEPTED, "mrid-2", "Success"),
     ]
     assert store.record_answers(saved.id, results) == 2
     assert store.unanswered_requests() == []
+    assert store.requests_carrying([r.record_id for r in records]) == {}
     answered = store.saved_request(saved.id)
     assert answered is not None and answered.answered_at is not None
     (_gb, req) = store.ledger("cust_1")
     assert (req.outcome, req.marketplace_ref, req.delivered) == ("accepted", "mrid-1", True)
     assert store.reported_total("cust_1", "requests", H10, H10 + HOUR) == Decimal("17.42")
     assert store.reported_total("cust_1", "requests", H10 + HOUR, H10 + 2 * HOUR) == 0
-    # Answered: never saved (so never sent) again, with this quantity or another.
+    # Answered: never queued (so never sent) again, with this quantity or another.
     for quantity in ("17.42", "18"):
-        again = [usage_record("requests", H10, quantity)]
         with pytest.raises(LedgerConflict, match="already answered accepted"):
-            store.save_outgoing("aws-prod", prepared(*again), again)
+            store.queue_records("aws-prod", [usage_record("requests", H10, quantity)])
 
 
 def test_a_sent_hour_is_never_saved_with_another_quantity(store: Store) -> None:
+    linked(store)
     first = [usage_record("requests", H10, "17")]
-    saved = store.save_outgoing("aws-prod", prepared(*first), first)
+    saved = save(store, first)
     changed = [usage_record("requests", H10, "18")]
     with pytest.raises(LedgerConflict, match=r"never another quantity \(18\)"):
-        store.save_outgoing("aws-prod", prepared(*changed), changed)
+        store.queue_records("aws-prod", changed)
     # Throttled: the same quantity may go again (17 == 17.00), in a new request.
     store.record_answer(first[0].record_id, "retry", detail="ThrottlingException")
-    same_value = [usage_record("requests", H10, "17.00")]
-    resent = store.save_outgoing("aws-prod", prepared(*same_value), same_value)
+    with pytest.raises(LedgerConflict, match=r"never another quantity \(18\)"):
+        store.queue_records("aws-prod", changed)
+    resent = save(store, [usage_record("requests", H10, "17.00")])
     assert resent.id != saved.id
     record = store.ledger_record(first[0].record_id)
     assert record is not None and (record.attempts, record.request_id) == (2, resent.id)
@@ -357,70 +396,84 @@ def test_a_sent_hour_is_never_saved_with_another_quantity(store: Store) -> None:
     record = store.ledger_record(first[0].record_id)
     assert record is not None and not record.delivered
     with pytest.raises(LedgerConflict, match="already answered duplicate"):
-        store.save_outgoing("aws-prod", prepared(*changed), changed)
+        store.queue_records("aws-prod", changed)
 
 
 def test_a_writer_racing_on_the_same_hour_cannot_save_another_quantity(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another process saves the hour between this save's check and its write (PostgreSQL,
+    """Another process queues the hour between this queue's check and its write (PostgreSQL,
     read committed; SQLite writers queue up behind BEGIN IMMEDIATE instead)."""
     if store.dialect != "postgresql":
         pytest.skip("SQLite serializes writers")
+    linked(store)
     other = Store(str(store._engine.url))
     ours = [usage_record("requests", H10, "17")]
     theirs = [usage_record("requests", H10, "18")]
-    original = Store._same_open_request
+    original = metering_queue.canonical_number
     raced: list[bool] = []
 
-    def meanwhile(*args: Any) -> Any:
-        if not raced:  # once: the other writer's own save goes through this hook too
+    def meanwhile(value: Decimal) -> str:
+        # Called after this writer read the (missing) row, before it writes it.
+        if not raced:  # once: the other writer's own queue goes through this hook too
             raced.append(True)
-            other.save_outgoing("aws-prod", prepared(*theirs), theirs)
-        return original(*args)
+            other.queue_records("aws-prod", theirs)
+        return original(value)
 
-    monkeypatch.setattr(Store, "_same_open_request", staticmethod(meanwhile))
+    monkeypatch.setattr(metering_queue, "canonical_number", meanwhile)
     try:
         with pytest.raises(LedgerConflict, match="saved meanwhile"):
-            store.save_outgoing("aws-prod", prepared(*ours), ours)
+            store.queue_records("aws-prod", ours)
     finally:
         other.close()
     record = store.ledger_record(ours[0].record_id)
-    assert record is not None and record.quantity == Decimal(18)
-    assert len(store.unanswered_requests()) == 1  # ours rolled back with its request
+    assert record is not None and (record.quantity, record.outcome) == (Decimal(18), "queued")
 
 
 def test_an_hour_the_marketplace_refused_can_go_again_with_a_new_quantity(store: Store) -> None:
+    linked(store)
     first = [usage_record("requests", H10, "5")]
-    saved = store.save_outgoing("aws-prod", prepared(*first), first)
+    saved = save(store, first)
     store.record_answers(
         saved.id, [RecordResult(first[0].record_id, Outcome.NEEDS_ATTENTION, "", "NotSubscribed")]
     )
     assert store.reported_total("cust_1", "requests", H10, H10 + HOUR) == 0
     later = [usage_record("requests", H10, "6")]  # late events arrived meanwhile
-    store.save_outgoing("aws-prod", prepared(*later), later)
+    again = save(store, later)
     record = store.ledger_record(first[0].record_id)
     assert record is not None
-    assert (record.quantity, record.outcome, record.attempts) == (Decimal(6), "pending", 2)
+    assert (record.quantity, record.outcome, record.attempts, record.request_id) == (
+        Decimal(6),
+        "pending",
+        2,
+        again.id,
+    )
 
 
 def test_the_saved_payload_is_exact_json(store: Store) -> None:
-    records = [usage_record("requests", H10, "0.1")]
-    exact = PreparedReport(
-        "azure", (records[0].record_id,), {"quantity": Decimal("0.10"), "n": 3, "ok": True}
-    )
-    saved = store.save_outgoing("az", exact, records)
+    linked(store)
+    store.queue_records("aws-prod", [usage_record("requests", H10, "0.1")])
+
+    def exact(queued: list[QueuedRecord]) -> list[PreparedReport]:
+        ids = tuple(q.record.record_id for q in queued)
+        return [PreparedReport("aws", ids, {"quantity": Decimal("0.10"), "n": 3, "ok": True})]
+
+    (saved,) = store.batch_queued("aws-prod", exact)
     assert saved.payload == {"quantity": Decimal("0.10"), "n": 3, "ok": True}
     assert str(saved.payload["quantity"]) == "0.10"
     floats = [usage_record("requests", H10 + HOUR, "0.1")]
+    store.queue_records("aws-prod", floats)
+
+    def with_float(queued: list[QueuedRecord]) -> list[PreparedReport]:
+        ids = tuple(q.record.record_id for q in queued)
+        return [PreparedReport("aws", ids, {"quantity": 0.1})]
+
     with pytest.raises(ValueError, match="never float"):
-        store.save_outgoing(
-            "az", PreparedReport("azure", (floats[0].record_id,), {"quantity": 0.1}), floats
-        )
-    assert store.ledger_record(floats[0].record_id) is None
-    mismatched = [usage_record("requests", H10 + 2 * HOUR, "1")]
-    with pytest.raises(ValueError, match="record ids"):
-        store.save_outgoing("az", PreparedReport("azure", ("x",), {}), mismatched)
+        store.batch_queued("aws-prod", with_float)
+    record = store.ledger_record(floats[0].record_id)
+    assert record is not None and record.outcome == "queued"  # nothing saved: still queued
+    with pytest.raises(ValueError, match="quantity -1 is not >= 0"):
+        store.queue_records("aws-prod", [usage_record("requests", H10 + 2 * HOUR, "-1")])
 
 
 def test_marketplace_config_opens_the_sealed_credentials(store: Store) -> None:
@@ -491,11 +544,10 @@ def test_cli_connections_links_dimensions_and_ledger(tmp_path: Path) -> None:
     not_marketplace = cli("marketplace", "dimensions", "set", "nope", "e", "d")
     assert not_marketplace.returncode == 2
     with Store(env["DATABASE_URL"]) as store:
-        records = [usage_record("gb", H10, "2.5")]
-        store.save_outgoing("az", prepared(*records), records)
+        store.queue_records("az", [usage_record("gb", H10, "2.5")])
     ledger = cli("marketplace", "ledger", "cust_1", "--json")
     assert ledger.returncode == 0, ledger.stderr
     (row,) = json.loads(ledger.stdout)
-    assert (row["quantity"], row["outcome"]) == ("2.5", "pending")
+    assert (row["quantity"], row["outcome"]) == ("2.5", "queued")
     assert cli("marketplace", "unlink", "cust_1", "azure", "--force").returncode == 0
     assert cli("marketplace", "unlink", "cust_1", "azure").returncode == 1

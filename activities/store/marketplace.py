@@ -4,7 +4,8 @@ The ledger is the source of truth of what was reported: one row per customer + d
 hour (its quantity, the saved request that carries it, the marketplace's answer), and every
 request exactly as sent, saved before the call. A record once answered accepted or duplicate is
 never saved again, and a record saved with one quantity is never saved with another unless the
-marketplace refused it (needs attention: it holds nothing for that hour).
+marketplace refused it (needs attention: it holds nothing for that hour). Records are saved
+(queued) and put into requests by metering_queue.py.
 """
 
 from __future__ import annotations
@@ -16,19 +17,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from billbridge.activities.marketplaces.base import (
     MarketplaceConfig,
     PreparedReport,
     RecordResult,
-    UsageRecord,
 )
 from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store.base import StoreBase
 from billbridge.activities.store.errors import StoreError
-from billbridge.activities.store.helpers import _aware, _chunks, _dumps, _utcnow
+from billbridge.activities.store.helpers import _aware, _dumps, _utcnow
 from billbridge.activities.store.tables import (
     ConnectionTable,
     DimensionMappingTable,
@@ -42,14 +41,10 @@ from billbridge.core.usage import (
     DimensionMapping,
     LedgerRecord,
     MarketplaceLink,
-    canonical_number,
-    record_id,
 )
 
 DELIVERED = ("accepted", "duplicate")
 """Answered: never saved (so never sent) again."""
-OPEN = ("pending", "retry")
-"""Possibly at the marketplace already: may go again, with the same quantity only."""
 OUTCOMES = ("pending", "accepted", "duplicate", "needs_attention", "retry")
 
 
@@ -259,136 +254,6 @@ class MarketplaceMixin(StoreBase):
             ]
 
     # ---- ledger
-
-    def save_outgoing(
-        self, connection_id: str, report: PreparedReport, records: Sequence[UsageRecord]
-    ) -> SavedRequest:
-        """Save a request and its records BEFORE sending it; send the returned request's
-        payload.
-
-        Saving the same records again while their saved request has no answer returns that
-        request as it was saved (its timestamp included): a retried activity resends exactly
-        it. Raises LedgerConflict, saving nothing, for a record answered accepted/duplicate
-        before, or saved before with another quantity (unless the marketplace refused it).
-        """
-        ids = tuple(r.record_id for r in records)
-        if not ids:
-            raise ValueError("save_outgoing: no records")
-        if len(set(ids)) != len(ids) or set(ids) != set(report.record_ids):
-            raise ValueError("save_outgoing: the report's record ids and the records differ")
-        for rec in records:
-            if rec.record_id != record_id(rec.customer_id, rec.dimension, rec.hour_start):
-                raise ValueError(
-                    f"{rec.record_id}: a record id is <customer id>/<dimension>/<hour start ISO>"
-                )
-            if not rec.quantity.is_finite() or rec.quantity < 0:
-                raise ValueError(f"{rec.record_id}: quantity {rec.quantity} is not >= 0")
-        payload_json = dump_payload(report.payload)
-        now = _utcnow()
-        with self._write() as session:
-            existing: dict[str, LedgerTable] = {}
-            for chunk in _chunks(list(ids)):
-                for found in session.exec(
-                    select(LedgerTable).where(col(LedgerTable.record_id).in_(chunk))
-                ).all():
-                    existing[found.record_id] = found
-            saved = self._same_open_request(session, ids, records, existing)
-            if saved is not None:
-                return saved
-            for rec in records:
-                row = existing.get(rec.record_id)
-                if row is None:
-                    continue
-                same = Decimal(row.quantity) == rec.quantity
-                if row.outcome in DELIVERED:
-                    raise LedgerConflict(
-                        rec.record_id,
-                        f"already answered {row.outcome} for quantity {row.quantity} (request "
-                        f"{row.request_id}); it is never sent again",
-                    )
-                if row.outcome in OPEN and not same:
-                    raise LedgerConflict(
-                        rec.record_id,
-                        f"saved with quantity {row.quantity} in request {row.request_id} "
-                        f"({row.outcome}), which the marketplace may hold; never another "
-                        f"quantity ({rec.quantity}) for the same hour",
-                    )
-            request = MarketplaceRequestTable(
-                connection_id=connection_id,
-                marketplace=report.marketplace,
-                record_ids_json=json.dumps(list(ids)),
-                payload_json=payload_json,
-                saved_at=now,
-            )
-            session.add(request)
-            session.flush()
-            assert request.id is not None
-            for rec in records:
-                values = {
-                    "record_id": rec.record_id,
-                    "customer_id": rec.customer_id,
-                    "marketplace": report.marketplace,
-                    "connection_id": connection_id,
-                    "dimension": rec.dimension,
-                    "hour_start": rec.hour_start.astimezone(UTC),
-                    "quantity": str(rec.quantity),
-                    "quantity_key": canonical_number(rec.quantity),
-                    "request_id": request.id,
-                    "outcome": "pending",
-                    "marketplace_ref": "",
-                    "detail": "",
-                    "accepted_quantity": None,
-                    "attempts": 1,
-                    "saved_at": now,
-                    "answered_at": None,
-                }
-                # The rule is checked above and again in the write itself, so two writers
-                # racing on one hour (PostgreSQL, read committed) cannot both win with
-                # different quantities: the row is replaced only while it may be.
-                table = LedgerTable.__table__  # type: ignore[attr-defined]
-                stmt = self._insert(LedgerTable).values(**values)
-                update = {k: getattr(stmt.excluded, k) for k in values if k != "record_id"}
-                update["attempts"] = table.c.attempts + 1
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["record_id"],
-                    set_=update,
-                    where=or_(
-                        table.c.outcome == "needs_attention",
-                        and_(
-                            table.c.outcome.in_(OPEN),
-                            table.c.quantity_key == values["quantity_key"],
-                        ),
-                    ),
-                ).returning(table.c.record_id)
-                if session.connection().execute(stmt).first() is None:
-                    raise LedgerConflict(
-                        rec.record_id,
-                        "saved meanwhile by another writer with another quantity or answered; "
-                        "nothing saved",
-                    )
-            return _request(request)
-
-    @staticmethod
-    def _same_open_request(
-        session: Any,
-        ids: tuple[str, ...],
-        records: Sequence[UsageRecord],
-        existing: dict[str, LedgerTable],
-    ) -> SavedRequest | None:
-        """The saved, unanswered request holding exactly these records and quantities."""
-        if len(existing) != len(ids):
-            return None
-        request_ids = {row.request_id for row in existing.values()}
-        if len(request_ids) != 1:
-            return None
-        if any(row.outcome != "pending" for row in existing.values()):
-            return None
-        if any(Decimal(existing[r.record_id].quantity) != r.quantity for r in records):
-            return None
-        request = session.get(MarketplaceRequestTable, request_ids.pop())
-        if request is None or set(json.loads(request.record_ids_json)) != set(ids):
-            return None
-        return _request(request)
 
     def record_answer(
         self,
