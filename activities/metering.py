@@ -49,6 +49,7 @@ from billbridge.core.errors import (
     MarketplaceNeedsAttention,
     ProviderCustomerMissing,
     ProviderRejected,
+    ProviderSetupNeeded,
     ProviderUnavailable,
 )
 from billbridge.core.marketplaces import load_client
@@ -222,12 +223,15 @@ class MeteringActivities:
         (its sender crashed or failed) is resent here (activities/store/metering_queue.py).
         """
         gather = self.settings.metering_gather_seconds
+        limit = self._batch_size(connection_id, client)
         now = self.clock()
         # Records left queued after this (past their window meanwhile, or unlinked): the caller
         # sees them unanswered and the activity is retried.
         deadline = time.monotonic() + gather + RESEND_AFTER.total_seconds()
         while True:
-            saved = self.store.batch_queued(connection_id, self._builder(client, now, gather))
+            saved = self.store.batch_queued(
+                connection_id, self._builder(client, now, gather, limit)
+            )
             self._send_all(client, saved, mine)
             rows = [self.store.ledger_record(rid) for rid in mine]
             waiting = [r for r in rows if r is not None and r.outcome in (QUEUED, "pending")]
@@ -247,9 +251,26 @@ class MeteringActivities:
                 activity.heartbeat("waiting for a batch of several customers' records")
                 time.sleep(0.1)
 
-    def _builder(self, client: MarketplaceClient, now: datetime, gather: float) -> RequestBuilder:
+    def _batch_size(self, connection_id: str, client: MarketplaceClient) -> int:
+        """Records per call: the connection's `batch_size` (`connections add --batch-size`),
+        else the marketplace's maximum."""
+        row = self.store.get_connection(connection_id)
+        value = (row.settings if row is not None else {}).get("batch_size")
+        if value is None:
+            return client.max_batch
+        size = int(value)
+        if not 1 <= size <= client.max_batch:
+            raise ProviderSetupNeeded(
+                f"connection {connection_id}: batch_size {size} is not 1 to {client.max_batch}"
+            )
+        return size
+
+    @staticmethod
+    def _builder(
+        client: MarketplaceClient, now: datetime, gather: float, limit: int
+    ) -> RequestBuilder:
         """Queued records -> the requests ready to go: grouped by the client's batch key, at
-        most `max_batch` each; a group's last, partial request only once its oldest record
+        most `limit` each; a group's last, partial request only once its oldest record
         waited `gather` seconds. Records never sent yet share requests across customers; a
         record going again goes at once in its own customer's requests, so a batch refused as
         a whole (one customer's bad license) delays the others once, never twice. Hours past
@@ -267,11 +288,11 @@ class MeteringActivities:
             ready: list[PreparedReport] = []
             moment = datetime.now(UTC)
             for (_, owner), group in groups.items():
-                for start in range(0, len(group), client.max_batch):
-                    chunk = group[start : start + client.max_batch]
+                for start in range(0, len(group), limit):
+                    chunk = group[start : start + limit]
                     oldest = min(item.queued_at for item in chunk)
                     waited = (moment - oldest).total_seconds()
-                    if len(chunk) == client.max_batch or owner or waited >= gather:
+                    if len(chunk) == limit or owner or waited >= gather:
                         ready.append(client.prepare([item.record for item in chunk]))
             return ready
 

@@ -21,7 +21,6 @@ from test_metering_end_to_end import (  # noqa: F401  (fixtures)
     settings,
 )
 
-from billbridge.activities.marketplaces.aws import AwsMarketplaceClient
 from billbridge.activities.marketplaces.base import (
     MarketplaceAccount,
     PreparedReport,
@@ -62,6 +61,18 @@ def link_customers(store: Store, aws: AwsMarketplaceEmulator, count: int) -> lis
         )
         customers.append(customer)
     return customers
+
+
+def batches_of(store: Store, size: int) -> None:
+    """The connection's `batch_size` (`connections add aws --batch-size`)."""
+    row = store.get_connection("aws")
+    assert row is not None
+    store.upsert_connection(
+        "aws",
+        "aws",
+        credentials_ref=row.credentials_ref,
+        settings={**row.settings, "batch_size": str(size)},
+    )
 
 
 def ingest_hour(store: Store, customer: str, hour: datetime, calls: int) -> None:
@@ -123,7 +134,6 @@ def test_a_batch_refused_as_a_whole_isolates_the_customer_at_fault(
     settings: Settings,
     aws: AwsMarketplaceEmulator,
     metered: None,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A wrong LicenseArn makes AWS refuse the whole call (InvalidLicenseException). The
     innocent customers' records go again on their own after one retry and are accepted; the
@@ -145,7 +155,7 @@ def test_a_batch_refused_as_a_whole_isolates_the_customer_at_fault(
         ingest_hour(store, customer, hour, 2)
     # Batches of 8 (four customers' records) and a gather time far longer than the test: the
     # one batch of all four goes as soon as it is full, whatever the threads' timing.
-    monkeypatch.setattr(AwsMarketplaceClient, "max_batch", 8)
+    batches_of(store, 8)
     gathered = replace(settings, metering_gather_seconds=600)
 
     first = report_together(store, gathered, everyone, hour)

@@ -422,3 +422,78 @@ def test_a_refused_hour_whose_window_closed_goes_out_with_a_later_hour(
     assert held[("api_calls", later)] == 4 + 1
     calls = next(r for r in reconcile_metering(store, CUSTOMER) if r.dimension == "api_calls")
     assert (calls.delivered, calls.held, calls.owed) == (5, 0, 0)
+
+
+async def test_sigkill_while_a_batch_of_two_customers_is_at_aws_reports_each_hour_once(
+    client: Client,
+    store: Store,
+    settings: Settings,
+    aws: AwsMarketplaceEmulator,
+    metered: None,
+    worker_process: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    """Two customers' hours share one BatchMeterUsage call; the worker dies while AWS holds it.
+    The fresh worker's activities find their records in that saved request and resend it as
+    saved: AWS holds each customer's hours once, with the quantities first sent."""
+    other_account = "555566667777"
+    other_license = "arn:aws:license-manager::294406891311:license:l-00000000000000b2"
+    aws.subscribe(PRODUCT, customer_aws_account_id=other_account, license_arn=other_license)
+    link_marketplace(
+        store,
+        {
+            "customer_id": "cust_second",
+            "marketplace": "aws",
+            "connection_id": "aws",
+            "account": {"customer_aws_account_id": other_account, "license_arn": other_license},
+        },
+    )
+    first = hour_start(datetime.now(UTC)) - 2 * HOUR
+    hours = [first, first + HOUR]
+    for n, hour in enumerate(hours):
+        ingest_usage(store, events(hour, [], n + 1, f"one{n}"))
+        second = events(hour, [], n + 5, f"two{n}")
+        ingest_usage(store, [{**event, "customer_id": "cust_second"} for event in second])
+    # A gather time far longer than the test, with batches of 8: both customers' 8 records
+    # (2 hours x 2 dimensions each) go in one call as soon as both are queued.
+    gathered = replace(settings, metering_gather_seconds=600)
+    connection = store.get_connection("aws")
+    assert connection is not None
+    store.upsert_connection(
+        "aws",
+        "aws",
+        credentials_ref=connection.credentials_ref,
+        settings={**connection.settings, "batch_size": "8"},
+    )
+    aws.add_fault(Fault(kind="delay", seconds=4.0, count=1, method="POST"))
+    first_worker = start_worker(gathered, tmp_path / "worker-1.log")
+    worker_process.append(first_worker)
+    handles = [
+        await client.start_workflow(
+            MarketplaceMeteringWorkflow.run,
+            MeteringInput(
+                customer_id=customer, marketplace="aws", grace_seconds=0, next_hour=first
+            ),
+            id=workflow_id(customer),
+            task_queue=settings.task_queue,
+        )
+        for customer in (CUSTOMER, "cust_second")
+    ]
+    for handle in handles:
+        await handle.signal(MarketplaceMeteringWorkflow.stop)
+    await wait_for(lambda: bool(store.unanswered_requests("aws")), within=60)
+    await asyncio.sleep(1.0)
+    first_worker.send_signal(signal.SIGKILL)
+    first_worker.wait(timeout=10)
+
+    worker_process.append(start_worker(gathered, tmp_path / "worker-2.log"))
+    for handle in handles:
+        assert (await handle.result()).status == MeteringStatus.STOPPED
+
+    sent = [r for r in aws.requests() if r.operation == "BatchMeterUsage"]
+    assert len(sent[0].body["UsageRecords"]) == 8  # both customers in one call
+    assert all(r.body == sent[0].body for r in sent)  # resent as saved, never rebuilt
+    held = {(r.customer_aws_account_id, r.dimension, r.hour): r.quantity for r in aws.accepted()}
+    assert len(held) == len(aws.accepted()) == 8  # each customer's hours once
+    assert [held[(ACCOUNT, "api_calls", h)] for h in hours] == [1, 2]
+    assert [held[(other_account, "api_calls", h)] for h in hours] == [5, 6]

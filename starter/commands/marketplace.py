@@ -50,7 +50,7 @@ from billbridge.activities.store import (
 )
 from billbridge.core.config import Settings
 from billbridge.core.errors import ExportError
-from billbridge.core.marketplaces import marketplace_entry
+from billbridge.core.marketplaces import load_client, marketplace_entry
 from billbridge.core.metering_messages import DEFAULT_GRACE_SECONDS, MeteringState
 from billbridge.core.models import format_validation_error
 from billbridge.core.usage import MARKETPLACES, DimensionMapping, MarketplaceLink
@@ -92,6 +92,12 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--provider-id", help="with add gcp: the Partner Procurement provider (providers/{id})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="with add aws|azure|gcp: records per marketplace call, shared by the customers of "
+        "one hour (default and most: the marketplace's maximum, 25 for AWS and Azure)",
     )
 
 
@@ -157,6 +163,12 @@ def _marketplace_credentials(
                     '--service-account-file: not a service-account key ("type": "service_account")'
                 )
             credentials["service_account_json"] = text
+    batch_size = getattr(args, "batch_size", None)
+    if batch_size is not None:
+        most = load_client(marketplace).max_batch
+        if not 1 <= batch_size <= most:
+            raise ValueError(f"--batch-size: {batch_size} is not 1 to {most} ({marketplace})")
+        settings["batch_size"] = str(batch_size)
     return credentials, settings
 
 
