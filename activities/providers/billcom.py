@@ -49,8 +49,10 @@ from typing import Any
 from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
 from billbridge.activities.providers.billcom_client import (
     LOCAL_EMULATOR_PORT,
+    PROCESS_LIMITS,
     BillcomClient,
     BillcomLimits,
+    ProcessLimits,
     is_not_found,
 )
 from billbridge.activities.providers.billcom_errors import BillcomRejected
@@ -189,9 +191,21 @@ class BillcomInvoiceProvider:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, config: ConnectionConfig, limits: BillcomLimits | None = None
+        cls,
+        settings: Settings,
+        config: ConnectionConfig,
+        limits: BillcomLimits | None = None,
+        shared: ProcessLimits | None = None,
     ) -> BillcomInvoiceProvider:
-        return cls(BillcomClient(configured_api_base(settings), config.api_key, limits=limits))
+        """The provider of one connection; `limits` and `shared` (the process's sessions and
+        counters) are for tests."""
+        client = BillcomClient(
+            configured_api_base(settings),
+            config.api_key,
+            limits=limits,
+            shared=shared or PROCESS_LIMITS,
+        )
+        return cls(client)
 
     @property
     def request_count(self) -> int:

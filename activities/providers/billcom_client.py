@@ -192,7 +192,7 @@ class _SessionSlot:
         self.session: _Session | None = None
 
 
-class _ProcessLimits:
+class ProcessLimits:
     """Sessions, slots and counters of this worker process, keyed by API base and devKey."""
 
     def __init__(self) -> None:
@@ -252,7 +252,7 @@ class _ProcessLimits:
             return len(self._logins.get(key, ()))
 
 
-PROCESS_LIMITS = _ProcessLimits()
+PROCESS_LIMITS = ProcessLimits()
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ class BillcomClient:
         *,
         limits: BillcomLimits | None = None,
         clock: Callable[[], float] = time.time,
-        shared: _ProcessLimits = PROCESS_LIMITS,
+        shared: ProcessLimits = PROCESS_LIMITS,
     ) -> None:
         self.configured_base = configured_base.rstrip("/")
         self._credential_text = credential_text

@@ -145,7 +145,9 @@ def error_for(
         wait = until_next_hour(now)
         return ProviderRateLimited(f"{text} (waiting for the next hour: {wait})", wait)
     if code == CONCURRENCY_LIMIT:
-        return ProviderRateLimited(text, CONCURRENCY_RETRY_AFTER)
+        return ProviderRateLimited(
+            text, retry_after(headers.get("retry-after"), CONCURRENCY_RETRY_AFTER)
+        )
     if code in NEEDS_ATTENTION_CODES:
         hint = (
             "check the devKey (each BILL environment has its own keys)"
