@@ -84,19 +84,25 @@ class Books:
         ]
 
 
-def seeded(
+def make_provider(
     bill: BillcomEmulator,
     credential: dict[str, Any] | None = None,
     limits: BillcomLimits | None = None,
-) -> Books:
+) -> BillcomInvoiceProvider:
+    """A provider of a connection to `bill` (credential None: the emulator's default account),
+    with process-wide sessions and counters of its own."""
     settings = Settings(api_bases={CONNECTION: bill.base_url})
     text = json.dumps(credential) if credential is not None else None
     config = ConnectionConfig(CONNECTION, text, ConnectionSettings())
-    provider = BillcomInvoiceProvider.from_settings(
+    return BillcomInvoiceProvider.from_settings(
         settings, config, limits=limits, shared=ProcessLimits()
     )
+
+
+def seeded(bill: BillcomEmulator, credential: dict[str, Any] | None = None) -> Books:
+    provider = make_provider(bill, credential)
     items = {
-        "item_seats": bill.create_item("Seats"),
+        "item_seats": provider.ensure_item("Seats"),
         "item_api_calls": bill.create_item("API calls"),
         "adjustment:tax": bill.create_item("Sales tax"),
         "adjustment:discount": bill.create_item("Discount", item_type="DISCOUNT"),
@@ -264,11 +270,12 @@ def test_pushes_stay_within_three_concurrent_requests_before_bill_refuses(books:
 
 
 def test_the_hourly_budget_is_kept_before_bill_refuses(bill: BillcomEmulator) -> None:
-    books = seeded(bill, limits=BillcomLimits(requests_per_hour=3))
-    books.provider.check_credentials()  # the login and one call
-    books.provider.check_customer(books.customer_id)
+    customer = bill.create_customer("Acme Corp", "billing@acme.test")
+    provider = make_provider(bill, limits=BillcomLimits(requests_per_hour=3))
+    provider.check_credentials()  # the login and one call
+    provider.check_customer(customer)
     with pytest.raises(ProviderRateLimited, match="requests for the hour are used up") as spent:
-        books.provider.check_customer(books.customer_id)
+        provider.check_customer(customer)
     assert spent.value.retry_after is not None and spent.value.retry_after.total_seconds() <= 3605
     assert len(bill.requests()) == 3
 
@@ -368,8 +375,8 @@ async def test_export_through_the_workflow(
     )
     assert result.status == ExportStatus.EXPORTED, result.reason
     assert result.provider == CONNECTION
-    [created] = linked.bill.invoices()
-    assert result.external_id == created["id"]
+    created = linked.provider.read_invoice(result.external_id)
+    assert linked.bill.invoices() == [created]
     assert (
         Decimal(result.provider_total)
         == Decimal(payload["total"])

@@ -331,6 +331,35 @@ class BillcomInvoiceProvider:
         with self._lock:
             self._items.clear()
 
+    # -- for seeding demos and reading results back (not part of the export interface) ----------
+
+    def ensure_item(self, name: str) -> str:
+        """The id of the active item named `name`, created (a SERVICE item) if there is none."""
+        if any(c in name for c in FILTER_UNSAFE):
+            raise ProviderRejected(f"item name {name!r}: BILL's filters cannot carry ',' or ':'")
+        found = [
+            item
+            for item in self.client.list_all(
+                "looking up an item", "/v3/classifications/items", f"name:eq:{name}"
+            )
+            if _active(item)
+        ]
+        if found:
+            return str(found[0]["id"])
+        created = self.client.call(
+            "creating an item",
+            "POST",
+            "/v3/classifications/items",
+            json_body={"name": name, "type": "SERVICE"},
+        )
+        return str(created["id"])
+
+    def read_invoice(self, invoice_id: str) -> dict[str, Any]:
+        invoice: dict[str, Any] = self.client.call(
+            "reading the invoice", "GET", f"/v3/invoices/{invoice_id}"
+        )
+        return invoice
+
     # -- plan (no writes; reads a customer's currency once) --------------------------------------
 
     def plan(

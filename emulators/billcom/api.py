@@ -13,8 +13,9 @@ Each handler runs with the store lock held and returns ``(status, JSON value)`` 
     POST /v3/invoices/{id}/archive|restore
 
 (https://developer.bill.com/docs/ar-customers, /docs/ar-invoices, /reference/createinvoice;
-archive and restore of invoices: the v3 reference's "Archive an invoice" / "Restore an archived
-invoice"; items under /v3/classifications/items per the v3 reference.)
+archive and restore: the v3 reference's "Archive an invoice" / "Restore an archived invoice";
+items are general ledger classifications, /v3/classifications/items, as the changelog's
+classification endpoints name them -- its 2024 entries said /v3/categories/....)
 """
 
 from __future__ import annotations
