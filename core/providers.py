@@ -110,6 +110,18 @@ PROVIDER_ENTRIES: tuple[ProviderEntry, ...] = (
         oauth_app="billbridge.activities.providers.quickbooks:oauth_app",
         real_credentials=_quickbooks_client_set,
     ),
+    ProviderEntry(
+        name="bill.com",
+        label="BILL",
+        slug="billcom",
+        api_base_env="BILLCOM_API_BASE",
+        # BILL's production gateway; a credential with "environment": "sandbox" goes to
+        # https://gateway.stage.bill.com/connect (activities/providers/billcom_client.py).
+        real_url="https://gateway.prod.bill.com/connect",
+        emulator="billbridge.emulators.billcom:BillcomEmulator",
+        emulator_port=12113,
+        factory="billbridge.activities.providers.billcom:BillcomInvoiceProvider.from_settings",
+    ),
 )
 
 
