@@ -25,6 +25,7 @@ from temporalio.client import Client
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
+from billbridge.core.providers import PROVIDER_ENTRIES
 from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
@@ -137,11 +138,13 @@ def process_env(settings: Settings) -> dict[str, str]:
     """The environment a separate billbridge process (CLI, worker) needs to use `settings`."""
     # The session's codec key, never a key file from the developer's environment.
     inherited = {k: v for k, v in os.environ.items() if k != "BILLBRIDGE_CODEC_KEY_FILE"}
-    quickbooks = (
-        {"QUICKBOOKS_API_BASE": settings.quickbooks_api_base}
-        if settings.quickbooks_api_base
-        else {}
-    )
+    # Every provider's API base the settings name (the registry's variables), so a worker
+    # process talks to the same emulators as the test.
+    providers = {
+        entry.api_base_env: base
+        for entry in PROVIDER_ENTRIES
+        if (base := settings.api_base(entry.name))
+    }
     marketplaces = {
         entry.endpoint_env: endpoint
         for entry in MARKETPLACE_ENTRIES
@@ -149,7 +152,7 @@ def process_env(settings: Settings) -> dict[str, str]:
     }
     return {
         **inherited,
-        **quickbooks,
+        **providers,
         **marketplaces,
         "TEMPORAL_ADDRESS": str(settings.temporal_address),
         "DATABASE_URL": settings.database_url,

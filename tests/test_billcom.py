@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +43,7 @@ from billbridge.emulators.billcom import BillcomEmulator, Fault
 from billbridge.starter.door import export_result, start_export, submit_invoice, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
-from conftest import process_env, wait_for
+from conftest import start_worker, wait_for
 
 CONNECTION = "bill.com"
 LINES = [
@@ -337,6 +336,11 @@ def test_not_retryable_errors(books: Books) -> None:
         books.push(plan)
     assert not refused.value.retryable and refused.value.type_name in NON_RETRYABLE
     assert refused.value.type_name not in NEEDS_ATTENTION
+    # "Unknown error" with a 4xx: BILL's own directions point at the request (a misspelt field).
+    books.bill.add_fault(Fault(kind="status", status=400, message="BDC_1002", method="POST"))
+    with pytest.raises(ProviderRejected, match="unknown or misspelt") as unknown:
+        books.push(books.planned(build_invoice("inv_unknown", "cust_bill", "USD", LINES)))
+    assert not unknown.value.retryable
 
 
 # -- through the export workflow on the dev server -----------------------------------------------
@@ -425,18 +429,6 @@ async def test_a_customer_bill_does_not_know_waits_as_needs_attention(
     assert not linked.bill.invoices()
 
 
-def start_worker(settings: Settings, bill: BillcomEmulator, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m billbridge.workers.export_worker` exporting to this test's BILL emulator."""
-    env = {**process_env(settings), "BILLCOM_API_BASE": bill.base_url}
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "billbridge.workers.export_worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
     client: Client,
     store: Store,
@@ -449,7 +441,7 @@ async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
     # BILL takes 8 s over the create (and still creates the invoice, as it would for a client
     # that vanished); the worker is killed while it waits.
     bill.add_fault(Fault(kind="delay", seconds=8.0, method="POST", path_prefix="/v3/invoices"))
-    first = start_worker(settings, bill, tmp_path / "worker-1.log")
+    first = start_worker(settings, tmp_path / "worker-1.log")
     worker_process.append(first)
     payload = build_invoice("inv_bill_crash", "cust_bill", "USD", LINES, tax_rate=Decimal("7"))
     invoice = submit_invoice(store, payload)
@@ -466,7 +458,7 @@ async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
     assert not bill.invoices(), "killed before BILL answered the create"
     await wait_for(lambda: len(bill.invoices()) == 1, within=15)
 
-    worker_process.append(start_worker(settings, bill, tmp_path / "worker-2.log"))
+    worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
     result = await export_result(handle, invoice.id)
     assert result.status == ExportStatus.EXPORTED, result.reason
     [created] = bill.invoices()

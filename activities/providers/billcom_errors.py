@@ -10,13 +10,15 @@ The HTTP status of the rate-limit codes (BDC_1144, BDC_1322) is not documented (
 reports a 4xx, not 429), so every decision below branches on `code` first and on the status only
 for bodies without a known code. The table is the written-down decision:
 
-    retryable        BDC_1001, BDC_1002 (system errors), BDC_1322 (concurrency), BDC_1144 (hourly
-                     limit: wait for the next hour), 429, 5xx, unreadable bodies
+    retryable        BDC_1001 (system error), BDC_1002 with a 5xx, BDC_1322 (concurrency),
+                     BDC_1144 (hourly limit: wait for the next hour), 429, 5xx, unreadable bodies
     needs attention  BDC_1101, BDC_1102 (credentials; also keys of the other environment),
                      a missing or archived customer or item (decided by the caller, which knows
                      what it asked for: BILL's codes for those are not documented)
     not retryable    everything else BILL refuses as a bad request (invalid data, BDC_1121
-                     unsupported path, BDC_1122 JSON parse error)
+                     unsupported path, BDC_1122 JSON parse error, BDC_1002 with a 4xx: BILL's
+                     directions for it are "confirm whether a parameter is unknown or misspelt",
+                     which no retry fixes)
 
 BDC_1109 (session invalid) is not an outcome: the client logs in again and sends the request once
 more (billcom_client.py).
@@ -43,9 +45,12 @@ SESSION_INVALID = "BDC_1109"
 # keys of the other environment): https://developer.bill.com/docs/faq
 BAD_CREDENTIALS = "BDC_1101"
 BAD_DEV_KEY = "BDC_1102"
-# "System error occurred." / "Unknown error occurred.":
-# https://developer.bill.com/docs/common-api-error-codes
-SYSTEM_ERRORS = frozenset({"BDC_1001", "BDC_1002"})
+# "System error occurred." / "Unknown error occurred." -- for both: "Confirm whether a parameter
+# is unknown or misspelt parameter in the API request" (https://developer.bill.com/docs/
+# common-api-error-codes). A system error is retried; an unknown one only when BILL's status says
+# the server failed (5xx), since with a 4xx it points at the request itself.
+SYSTEM_ERROR = "BDC_1001"
+UNKNOWN_ERROR = "BDC_1002"
 # "Max number of allowed requests per hour reached: 20000." -- "All subsequent API requests must
 # wait until the beginning of the next hour"; also the login cap (200/hour):
 # https://developer.bill.com/docs/api-rate-limits
@@ -64,7 +69,6 @@ DEFAULT_RETRY_AFTER = timedelta(seconds=30)
 # After the hour turns, a little more, so that a retry never lands in the closing second.
 NEXT_HOUR_MARGIN = timedelta(seconds=5)
 
-RETRYABLE_CODES = SYSTEM_ERRORS | {HOURLY_LIMIT, CONCURRENCY_LIMIT}
 NEEDS_ATTENTION_CODES = frozenset({BAD_CREDENTIALS, BAD_DEV_KEY})
 
 
@@ -157,8 +161,12 @@ def error_for(
         return ProviderAuthFailed(
             f"{text}; {hint}, then `billbridge connections add bill.com --api-key-file FILE`"
         )
-    if code in SYSTEM_ERRORS:
+    if code == SYSTEM_ERROR or (code == UNKNOWN_ERROR and status >= 500):
         return ProviderUnavailable(text)
+    if code == UNKNOWN_ERROR:
+        return BillcomRejected(
+            f"{text} (BILL: confirm whether a parameter is unknown or misspelt)", status, code
+        )
     if status == 429:
         return ProviderRateLimited(
             text, retry_after(headers.get("retry-after"), DEFAULT_RETRY_AFTER)
