@@ -142,6 +142,10 @@ class NetSuiteEmulator(EmulatorService[LoggedRequest]):
         if over_limit_status is not None:
             self.limit.over_limit_status = over_limit_status
 
+    def requests_in_flight(self) -> list[tuple[str, str]]:
+        """(method, path) of the API requests the emulator is executing right now."""
+        return self.core.in_flight()
+
     def concurrency_stats(self) -> Stats:
         return self.limit.stats()
 

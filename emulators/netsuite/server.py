@@ -17,6 +17,7 @@ local runs (``POST /_emulator/m2m/credentials``, ``GET /_emulator/tba/credential
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -83,6 +84,13 @@ class ApiCore:
         self.controls = controls
         self.require_prefer_transient = require_prefer_transient
         self._sleep = sleep
+        self._in_flight: dict[int, tuple[str, str]] = {}
+        self._in_flight_lock = threading.Lock()
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """(method, path) of the API requests being executed now (admitted, not answered)."""
+        with self._in_flight_lock:
+            return list(self._in_flight.values())
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         split = urlsplit(target)
@@ -143,10 +151,14 @@ class ApiCore:
             entry.over_limit = True
             return finish(error_reply(errors.concurrency_exceeded(self.limit.over_limit_status)))
         entry.in_flight = admitted
+        with self._in_flight_lock:
+            self._in_flight[id(entry)] = (method, path)
         try:
             firing.apply_delay()
             reply = self._api(method, path, params, headers, body, base)
         finally:
+            with self._in_flight_lock:
+                del self._in_flight[id(entry)]
             self.limit.leave()
         if firing.drop_after():
             reply.drop = True
