@@ -215,8 +215,9 @@ def test_suiteql_selects_filters_and_pages(ns: NetSuiteEmulator, auth: dict[str,
         url, params={"limit": 2, "offset": 0}, json={"q": "SELECT id FROM currency"}, headers=auth
     ).json()
     assert page["count"] == 2 and page["hasMore"] and page["totalResults"] >= 5
-    bad = httpx.post(url, json={"q": "DELETE FROM currency"}, headers=auth)
-    assert bad.status_code == 400
+    for bad in ("DELETE FROM currency", "SELECT", "SELECT id FROM", "SELECT id FROM nothing"):
+        refused = httpx.post(url, json={"q": bad}, headers=auth)
+        assert refused.status_code == 400, bad
 
 
 # -- limits, faults, serving ----------------------------------------------------------------------
@@ -291,6 +292,9 @@ def test_invoice_totals_follow_the_account() -> None:
         )
         invoice = ns.invoice("yen")
         assert invoice is not None and invoice["total"] == 10  # rounded to the currency
+        ns.configure(round_amounts=False)
+        refused = httpx.put(f"{ns.base_url}{RECORD}/invoice/eid:yen2", json=body, headers=headers)
+        assert refused.json()["o:errorDetails"][0]["o:errorPath"] == "item.items[0].amount"
         ns.configure(tax_rate=10)
         assert (
             httpx.put(

@@ -112,6 +112,9 @@ class AccountSettings:
     allow_tran_id_override: bool = False  # with auto numbering: a sent tranId is kept
     tax_rate: Decimal | None = None  # SuiteTax engine: % of the subtotal added as taxTotal
     max_external_id: int = 255  # UNCONFIRMED: NetSuite's external id length limit
+    # UNCONFIRMED: whether NetSuite rounds an amount with more decimals than the currency keeps
+    # (True) or refuses it with INVALID_CONTENT (False).
+    round_amounts: bool = True
 
 
 def _ref(value: Any) -> str | None:
@@ -489,6 +492,8 @@ class Store:
             amount = quantity * rate
         else:
             raise errors.user_error("Please enter value(s) for: Amount", f"{path}.amount")
+        if amount != amount.quantize(step) and not self.settings.round_amounts:
+            raise errors.invalid_value(amount, "amount", f"{path}.amount")
         out: dict[str, Any] = {
             "item": {"id": item_ref, "refName": item.get("itemId", "")},
             "quantity": quantity,

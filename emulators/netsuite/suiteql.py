@@ -70,13 +70,16 @@ def parse(text: str) -> Query:
     def peek_word(word: str) -> bool:
         return position < len(tokens) and tokens[position][1].upper() == word
 
+    def peek(symbol: str) -> bool:
+        return position < len(tokens) and tokens[position][1] == symbol
+
     take("word", "SELECT")
     columns: list[str] = []
-    if tokens[position][1] == "*":
+    if peek("*"):
         take("symbol")
     else:
         columns.append(take("word").lower())
-        while tokens[position][1] == ",":
+        while peek(","):
             take("symbol")
             columns.append(take("word").lower())
     take("word", "FROM")
@@ -90,7 +93,7 @@ def parse(text: str) -> Query:
                 take("word")
                 take("symbol")
                 values = [_literal(take())]
-                while tokens[position][1] == ",":
+                while peek(","):
                     take("symbol")
                     values.append(_literal(take()))
                 take("symbol")
