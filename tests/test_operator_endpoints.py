@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from billbridge.activities.providers import quickbooks, stripe_invoice
+from billbridge.activities.providers import netsuite, quickbooks, stripe_invoice
 from billbridge.activities.providers.base import ConnectionConfig
 from billbridge.core.config import (
     QUICKBOOKS_API_URL,
@@ -30,7 +30,14 @@ from conftest import CODEC_TEST_KEY, billbridge, process_env
 
 CLUSTER = {"TEMPORAL_ADDRESS": "temporal.internal:7233"}
 # Emulators on any free port.
-NO_FIXED_PORTS = {"stripe_invoice": 0, "quickbooks": 0, "aws": 0, "azure": 0, "gcp": 0}
+NO_FIXED_PORTS = {
+    "stripe_invoice": 0,
+    "quickbooks": 0,
+    "netsuite": 0,
+    "aws": 0,
+    "azure": 0,
+    "gcp": 0,
+}
 
 
 def stripe_endpoint(settings: Settings) -> str:
@@ -63,6 +70,7 @@ def test_emulators_only_on_the_embedded_default_or_when_asked() -> None:
     assert embedded.endpoints() == {
         "stripe_invoice": f"http://127.0.0.1:{STRIPE_EMULATOR_PORT}",
         "quickbooks": f"http://127.0.0.1:{QUICKBOOKS_EMULATOR_PORT}",
+        "netsuite": f"http://127.0.0.1:{netsuite.LOCAL_EMULATOR_PORT}",
     }
     opted_in = Settings.from_env({**CLUSTER, "BILLBRIDGE_EMULATORS": "1"})
     assert opted_in.uses_stripe_emulator and opted_in.uses_quickbooks_emulator
@@ -95,7 +103,7 @@ def test_local_services_start_emulators_only_with_the_opt_in(
     opted_in = Settings.from_env({**cluster, "BILLBRIDGE_EMULATORS": "1"})
     with local_services(opted_in, ports=NO_FIXED_PORTS) as services:
         started = {e.connection: e for e in services.emulators}
-        assert set(started) == {"stripe_invoice", "quickbooks", "aws", "azure", "gcp"}
+        assert set(started) == {"stripe_invoice", "quickbooks", "netsuite", "aws", "azure", "gcp"}
         assert services.settings.marketplace_endpoint("aws") == started["aws"].url
         assert all(e.started for e in started.values())
         assert services.settings.stripe_api_base == started["stripe_invoice"].url
