@@ -61,6 +61,29 @@ class ConnectionSettings(BaseModel):
         json_schema_extra={"providers": ["stripe_invoice"]},
     )
 
+    netsuite_subsidiary: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+$",
+        description="internal id of the NetSuite subsidiary invoices and created customers belong "
+        "to (OneWorld accounts); unset: the customer's own",
+        json_schema_extra={"providers": ["netsuite"]},
+    )
+    netsuite_set_tran_id: bool = Field(
+        default=False,
+        description="send the billing invoice number as the NetSuite invoice's tranId (only for "
+        "accounts whose invoice numbering allows an override); otherwise NetSuite numbers the "
+        "invoice and the billing number goes into its memo",
+        json_schema_extra={"providers": ["netsuite"]},
+    )
+    netsuite_concurrency_limit: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="the NetSuite account's concurrency limit (5 on the shared tier and developer "
+        "accounts, 15 on Tier 1, +10 per SuiteCloud Plus licence): a worker stays under it",
+        json_schema_extra={"providers": ["netsuite"]},
+    )
+
     @classmethod
     def applies_to(cls, setting: str, provider: str) -> bool:
         """Whether a setting means anything for a provider (unlisted: every provider)."""

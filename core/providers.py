@@ -122,6 +122,18 @@ PROVIDER_ENTRIES: tuple[ProviderEntry, ...] = (
         emulator_port=12113,
         factory="billbridge.activities.providers.billcom:BillcomInvoiceProvider.from_settings",
     ),
+    ProviderEntry(
+        name="netsuite",
+        label="NetSuite",
+        slug="netsuite",
+        api_base_env="NETSUITE_API_BASE",
+        # SuiteTalk REST's host is the account's own: "{account}" becomes the account id of the
+        # connection's credential as hosts spell it (1234567_SB1 -> 1234567-sb1).
+        real_url="https://{account}.suitetalk.api.netsuite.com",
+        emulator="billbridge.emulators.netsuite:NetSuiteEmulator",
+        emulator_port=12114,
+        factory="billbridge.activities.providers.netsuite:NetSuiteInvoiceProvider.from_settings",
+    ),
 )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from billbridge.activities.providers import quickbooks, stripe_invoice
+from billbridge.activities.providers import billcom_client, netsuite, quickbooks, stripe_invoice
 from billbridge.activities.providers.base import ConnectionConfig
 from billbridge.core.config import (
     QUICKBOOKS_API_URL,
@@ -23,6 +23,8 @@ from billbridge.core.config import (
     Settings,
 )
 from billbridge.core.connections import ConnectionSettings
+from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
+from billbridge.core.providers import PROVIDER_ENTRIES
 from billbridge.starter.local_services import local_services
 from billbridge.starter.seed import stripe_client
 from billbridge.workers.dev_server import DevServer
@@ -30,7 +32,7 @@ from conftest import CODEC_TEST_KEY, billbridge, process_env
 
 CLUSTER = {"TEMPORAL_ADDRESS": "temporal.internal:7233"}
 # Emulators on any free port.
-NO_FIXED_PORTS = {"stripe_invoice": 0, "quickbooks": 0, "aws": 0, "azure": 0, "gcp": 0}
+NO_FIXED_PORTS = {entry.name: 0 for entry in (*PROVIDER_ENTRIES, *MARKETPLACE_ENTRIES)}
 
 
 def stripe_endpoint(settings: Settings) -> str:
@@ -63,6 +65,8 @@ def test_emulators_only_on_the_embedded_default_or_when_asked() -> None:
     assert embedded.endpoints() == {
         "stripe_invoice": f"http://127.0.0.1:{STRIPE_EMULATOR_PORT}",
         "quickbooks": f"http://127.0.0.1:{QUICKBOOKS_EMULATOR_PORT}",
+        "bill.com": f"http://127.0.0.1:{billcom_client.LOCAL_EMULATOR_PORT}",
+        "netsuite": f"http://127.0.0.1:{netsuite.LOCAL_EMULATOR_PORT}",
     }
     opted_in = Settings.from_env({**CLUSTER, "BILLBRIDGE_EMULATORS": "1"})
     assert opted_in.uses_stripe_emulator and opted_in.uses_quickbooks_emulator
@@ -95,7 +99,7 @@ def test_local_services_start_emulators_only_with_the_opt_in(
     opted_in = Settings.from_env({**cluster, "BILLBRIDGE_EMULATORS": "1"})
     with local_services(opted_in, ports=NO_FIXED_PORTS) as services:
         started = {e.connection: e for e in services.emulators}
-        assert set(started) == {"stripe_invoice", "quickbooks", "aws", "azure", "gcp"}
+        assert set(started) == set(NO_FIXED_PORTS)  # every provider and marketplace
         assert services.settings.marketplace_endpoint("aws") == started["aws"].url
         assert all(e.started for e in started.values())
         assert services.settings.stripe_api_base == started["stripe_invoice"].url
