@@ -17,12 +17,11 @@ import httpx
 from billbridge.activities.export import ExportActivities
 from billbridge.activities.providers.quickbooks import QuickBooksInvoiceProvider
 from billbridge.activities.store import Store
-from billbridge.core.breakdown import adjustment_key
 from billbridge.core.config import Settings
 from billbridge.core.errors import ExportError
 from billbridge.starter.authorize import authorize, store_grant
-from billbridge.starter.door import parse_customers
 from billbridge.starter.seed import ADJUSTMENT_KINDS
+from billbridge.starter.seed_providers import seed_items_and_customers
 
 QUICKBOOKS_CONNECTION = QuickBooksInvoiceProvider.name
 
@@ -70,15 +69,6 @@ def seed_quickbooks(
 
     Returns billing customer id -> QuickBooks customer id.
     """
-    provider = quickbooks(settings, store)
-    wanted = dict(items)
-    wanted.update({adjustment_key(kind): kind.replace("_", " ").title() for kind in adjustments})
-    store.set_mappings(
-        QUICKBOOKS_CONNECTION, {key: provider.ensure_item(name) for key, name in wanted.items()}
+    return seed_items_and_customers(
+        settings, store, QUICKBOOKS_CONNECTION, items, customers, adjustments=adjustments
     )
-    linked = {}
-    for customer in parse_customers(list(customers)):
-        provider_id = provider.find_or_create_customer(customer)
-        store.upsert_customers([customer.model_copy(update={"payment_provider_id": provider_id})])
-        linked[customer.id] = provider_id
-    return linked

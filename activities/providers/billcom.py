@@ -360,6 +360,12 @@ class BillcomInvoiceProvider:
         )
         return invoice
 
+    def read_totals(self, invoice_id: str) -> tuple[Decimal, Decimal]:
+        """(totalAmount, dueAmount) of an invoice, as BILL holds them."""
+        invoice = self.read_invoice(invoice_id)
+        total = Decimal(str(invoice["totalAmount"]))
+        return total, Decimal(str(invoice.get("dueAmount", total)))
+
     # -- plan (no writes; reads a customer's currency once) --------------------------------------
 
     def plan(

@@ -501,6 +501,14 @@ class NetSuiteInvoiceProvider:
         )
         return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
+    def read_totals(self, internal_id: str) -> tuple[Decimal, Decimal]:
+        """(total, amountRemaining) of an invoice by its internal id, as NetSuite holds them."""
+        invoice = self.client.get("reading the invoice", f"record/v1/invoice/{internal_id}")
+        if invoice is None:
+            raise ProviderInvoiceMissing(f"NetSuite invoice {internal_id} does not exist")
+        total = Decimal(str(invoice.get("total", "0")))
+        return total, Decimal(str(invoice.get("amountRemaining", total)))
+
     def read_invoice(self, billing_invoice_id: str) -> dict[str, Any] | None:
         return self.client.get(
             "reading the invoice",

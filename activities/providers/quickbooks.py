@@ -713,6 +713,11 @@ class QuickBooksInvoiceProvider:
     def read_invoice(self, invoice_id: str) -> dict[str, Any]:
         return dict(self._call("reading the invoice", "GET", f"invoice/{invoice_id}")["Invoice"])
 
+    def read_totals(self, invoice_id: str) -> tuple[Decimal, Decimal]:
+        """(TotalAmt, Balance) of an invoice, as QuickBooks holds them."""
+        invoice = self.read_invoice(invoice_id)
+        return Decimal(str(invoice["TotalAmt"])), Decimal(str(invoice["Balance"]))
+
     # -- plan (pure) ---------------------------------------------------------------------------
 
     def plan(
