@@ -1,12 +1,13 @@
 """`billbridge demo`: the main job on the embedded defaults, checked end to end.
 
-Starts what the environment leaves unset (Temporal dev server, Stripe and QuickBooks emulators),
-runs a worker in this process, seeds Stripe with products and customers, authorizes QuickBooks
-through the real OAuth flow (the demo plays the browser) and seeds its items and customers,
+Starts what the environment leaves unset (Temporal dev server, the four providers' emulators
+and the three marketplaces'), runs a worker in this process, seeds Stripe with products and
+customers, authorizes QuickBooks through the real OAuth flow (the demo plays the browser), seeds
+QuickBooks', BILL's and NetSuite's items and customers through their own provider modules,
 exports the sample invoices of starter/samples.py concurrently, reads every provider invoice back
-(Stripe through the official SDK, QuickBooks through its API), prints a table (or JSON) and exits
-0 only if every invoice ended as expected with the provider's totals equal to the billing totals
-to the cent.
+(Stripe through the official SDK, the others through their APIs), prints a table (or JSON) with
+each invoice's provider and provider total, and exits 0 only if every invoice ended as expected
+with the provider's totals equal to the billing totals to the cent.
 
 The demo keeps its own data folder, `<data dir>/demo/`: its store (recreated on every run, since
 the emulators it seeds forget everything when they stop) and, when it starts one, its Temporal
@@ -30,19 +31,25 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from billbridge.activities.providers.stripe_currencies import billing_text
 from billbridge.activities.store import Store
-from billbridge.core.config import Settings
+from billbridge.core.config import Settings, is_local_url
 from billbridge.core.messages import ExportResult, ExportStatus
 from billbridge.starter.demo_metering import MeteringRow, run_metering
 from billbridge.starter.door import export_invoice
 from billbridge.starter.local_services import local_services
 from billbridge.starter.samples import DemoSpec, demo_catalog
 from billbridge.starter.seed import call_patiently, seed_catalog, seed_customer, stripe_client
+from billbridge.starter.seed_providers import (
+    provider_module,
+    seed_items_and_customers,
+    store_emulator_credential,
+)
 from billbridge.starter.seed_quickbooks import (
     QUICKBOOKS_CONNECTION,
     authorize_with_emulator,
-    quickbooks,
     seed_quickbooks,
 )
 from billbridge.workers.client import connect
@@ -69,6 +76,14 @@ class DemoRow:
 
 DEMO_FOLDER = "demo"
 METERED = ("aws", "azure", "gcp")
+# Providers seeded through their own modules (items and customers found or created there).
+ITEM_MAPPED = ("bill.com", "netsuite")
+# Where a local emulator issues the credential a user would otherwise get from the provider
+# (NetSuite: a certificate uploaded to an integration); BILL's emulator needs none stored.
+ISSUED_CREDENTIALS = {"netsuite": "/_emulator/m2m/credentials"}
+# What a NetSuite user sets once (`connections set netsuite netsuite_subsidiary=1`): OneWorld
+# accounts need a subsidiary, and the emulator's parent subsidiary is 1, as in NetSuite.
+DEMO_CONNECTION_SETTINGS = {"netsuite": {"netsuite_subsidiary": "1"}}
 
 
 def _print_metering(rows: list[MeteringRow]) -> None:
@@ -193,10 +208,18 @@ async def _run(
         await asyncio.to_thread(
             seed_customer, stripe, store, {**spec.build_customer(), "id": spec.customer_id}
         )
+    left_out: set[str] = set()
     on_quickbooks = [spec for spec in specs if spec.provider == QUICKBOOKS_CONNECTION]
     if on_quickbooks:
         if not await asyncio.to_thread(_prepare_quickbooks, settings, store, on_quickbooks):
-            specs = on_stripe
+            left_out.add(QUICKBOOKS_CONNECTION)
+    for name in ITEM_MAPPED:
+        mine = [spec for spec in specs if spec.provider == name]
+        if mine and not await asyncio.to_thread(
+            _prepare_item_provider, settings, store, name, mine
+        ):
+            left_out.add(name)
+    specs = [spec for spec in specs if spec.provider not in left_out]
 
     client = await connect(
         settings.temporal_address, settings.temporal_namespace, codec=load_codec(settings)
@@ -235,6 +258,32 @@ def _prepare_quickbooks(settings: Settings, store: Store, specs: list[DemoSpec])
     return True
 
 
+def _prepare_item_provider(
+    settings: Settings, store: Store, name: str, specs: list[DemoSpec]
+) -> bool:
+    """Seed BILL or NetSuite (its local emulator only); False if it cannot be used."""
+    base = settings.api_base(name)
+    assert base is not None
+    if not is_local_url(base):
+        print(
+            f"{name}: its API base is the real provider's; its invoices are left out of the demo",
+            file=sys.stderr,
+        )
+        return False
+    credential = ISSUED_CREDENTIALS.get(name)
+    if credential is not None:
+        # What `connections add NAME --api-key-file` would seal: here the emulator issues it.
+        issued = httpx.post(f"{base.rstrip('/')}{credential}", timeout=30)
+        issued.raise_for_status()
+        store_emulator_credential(
+            settings, store, name, issued.json(), DEMO_CONNECTION_SETTINGS.get(name)
+        )
+    items = {line.item_id: line.item_name for spec in specs for line in spec.lines}
+    customers = {spec.customer_id: spec.build_customer() for spec in specs}
+    seed_items_and_customers(settings, store, name, items, customers.values())
+    return True
+
+
 def _check(
     settings: Settings, store: Store, stripe: Any, spec: DemoSpec, result: ExportResult
 ) -> DemoRow:
@@ -257,10 +306,10 @@ def _check(
     if result.status != ExportStatus.EXPORTED:
         return row
     # Read back from the provider itself, not from what the export reported.
-    if spec.provider == QUICKBOOKS_CONNECTION:
-        found_qb = quickbooks(settings, store).read_invoice(result.external_id)
-        row.provider_total = str(Decimal(str(found_qb["TotalAmt"])))
-        row.provider_amount_due = str(Decimal(str(found_qb["Balance"])))
+    if spec.provider != "stripe_invoice":
+        provider = provider_module(settings, store, spec.provider)
+        total, amount_due = provider.read_totals(result.external_id)
+        row.provider_total, row.provider_amount_due = str(total), str(amount_due)
     else:
         found = call_patiently(lambda: stripe.v1.invoices.retrieve(result.external_id))
         # Below Stripe's minimum charge the amount due moves to the customer's balance

@@ -1012,6 +1012,44 @@ def demo_catalog() -> list[DemoSpec]:
         expected="skipped_zero_total",
         provider="quickbooks",
     )
+    # Customers on BILL (Bill.com) and on NetSuite: the same shapes, exported there.
+    for provider, label, customer, prefix in (
+        ("bill.com", "BILL", "harbor", "bill"),
+        ("netsuite", "NetSuite", "summit", "ns"),
+    ):
+        add(
+            f"{prefix}-usage",
+            f"{label}: usage with fractional quantities",
+            "USD",
+            customer,
+            [
+                _line(_API, "1234567", "0.00015"),
+                _line(_STORAGE, "512.5", "0.023"),
+                _fixed(_SEATS, "4", "25"),
+            ],
+            provider=provider,
+        )
+        add(
+            f"{prefix}-discount-credits-tax",
+            f"{label}: discount, credits and tax as their own mapped lines",
+            "USD",
+            customer,
+            [_line(_COMPUTE, "730.25", "0.0416"), _fixed(_PLATFORM, "1", "499")],
+            line_discount=LineDiscount(percentage=_d("0.10")),
+            credits=_d("50.00"),
+            tax_rate=_d("8.25"),
+            provider=provider,
+            memo="Thank you for your business",
+        )
+        add(
+            f"{prefix}-zero",
+            f"{label}: zero total is not exported",
+            "USD",
+            customer,
+            [_line(_API, "0", "0.00015")],
+            expected="skipped_zero_total",
+            provider=provider,
+        )
     return specs
 
 

@@ -45,19 +45,20 @@ def provider_module(settings: Settings, store: Store, name: str) -> SeedableProv
 
 
 def store_emulator_credential(
-    settings: Settings, store: Store, name: str, credential: Mapping[str, str]
+    settings: Settings,
+    store: Store,
+    name: str,
+    credential: Mapping[str, str],
+    connection_settings: Mapping[str, Any] | None = None,
 ) -> None:
-    """Seal a credential an emulator issued for the connection `name` (no stored one yet)."""
+    """Seal a credential an emulator issued for the connection `name` (unless one is stored),
+    with `connection_settings` added to the connection's (`connections set`)."""
     row = store.get_connection(name)
-    if row is not None and row.credentials_ref:
-        return
-    sealed = SecretBox.from_settings(settings).seal(json.dumps(dict(credential)), name)
-    store.upsert_connection(
-        name,
-        name,
-        credentials_ref=sealed,
-        settings=row.settings if row is not None else None,
-    )
+    merged = {**(row.settings if row is not None else {}), **(connection_settings or {})}
+    ref = row.credentials_ref if row is not None else None
+    if ref is None:
+        ref = SecretBox.from_settings(settings).seal(json.dumps(dict(credential)), name)
+    store.upsert_connection(name, name, credentials_ref=ref, settings=merged)
 
 
 def seed_items_and_customers(

@@ -144,7 +144,7 @@ def test_demo_customers() -> None:
     assert {s.customer_id for s in CATALOG} == {c["id"] for c in customers}
     for raw in customers:
         customer = Customer.model_validate(raw)
-        assert customer.payment_provider in ("stripe_invoice", "quickbooks")
+        assert customer.payment_provider in ("stripe_invoice", "quickbooks", "bill.com", "netsuite")
         assert customer.exports_invoices
     spec = CATALOG[0]
     linked = spec.build_customer(payment_provider_id="cus_Stripe123")
