@@ -61,6 +61,13 @@ class ConnectionSettings(BaseModel):
         json_schema_extra={"providers": ["stripe_invoice"]},
     )
 
+    billcom_invoice_currencies: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}(,[A-Z]{3})*$",
+        description="currencies beyond USD the BILL organization is set up to invoice in "
+        "(international invoicing), comma-separated, e.g. EUR,GBP: BILL's API does not tell",
+        json_schema_extra={"providers": ["bill.com"]},
+    )
     netsuite_subsidiary: str | None = Field(
         default=None,
         pattern=r"^[0-9]+$",

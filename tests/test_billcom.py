@@ -87,19 +87,24 @@ def make_provider(
     bill: BillcomEmulator,
     credential: dict[str, Any] | None = None,
     limits: BillcomLimits | None = None,
+    connection: ConnectionSettings | None = None,
 ) -> BillcomInvoiceProvider:
     """A provider of a connection to `bill` (credential None: the emulator's default account),
     with process-wide sessions and counters of its own."""
     settings = Settings(api_bases={CONNECTION: bill.base_url})
     text = json.dumps(credential) if credential is not None else None
-    config = ConnectionConfig(CONNECTION, text, ConnectionSettings())
+    config = ConnectionConfig(CONNECTION, text, connection or ConnectionSettings())
     return BillcomInvoiceProvider.from_settings(
         settings, config, limits=limits, shared=ProcessLimits()
     )
 
 
-def seeded(bill: BillcomEmulator, credential: dict[str, Any] | None = None) -> Books:
-    provider = make_provider(bill, credential)
+def seeded(
+    bill: BillcomEmulator,
+    credential: dict[str, Any] | None = None,
+    connection: ConnectionSettings | None = None,
+) -> Books:
+    provider = make_provider(bill, credential, connection=connection)
     items = {
         "item_seats": provider.ensure_item("Seats"),
         "item_api_calls": bill.create_item("API calls"),
@@ -175,10 +180,12 @@ def test_a_currency_the_organization_cannot_take_needs_setup_before_any_write() 
     with BillcomEmulator(invoice_currencies=["USD", "EUR"]) as bill:
         usd_only = seeded(bill)
         euros = build_invoice("inv_eur", "cust_bill", "EUR", LINES)
-        with pytest.raises(ProviderSetupNeeded, match='"invoiceCurrencies"') as setup:
+        with pytest.raises(ProviderSetupNeeded, match="billcom_invoice_currencies=EUR") as setup:
             usd_only.planned(euros)
         assert setup.value.type_name in NEEDS_ATTENTION
-        international = seeded(bill, {**bill.credentials(), "invoiceCurrencies": ["EUR"]})
+        international = seeded(
+            bill, connection=ConnectionSettings(billcom_invoice_currencies="EUR")
+        )
         with pytest.raises(ProviderSetupNeeded, match="invoices in USD"):
             international.planned(euros)  # its customer is a USD customer
         customer = build_customer("cust_eu", payment_provider=CONNECTION, currency="EUR")

@@ -32,7 +32,7 @@ Currency: a BILL invoice has no currency of its own; it is in its customer's `in
 ("the currency with which an international customer pays invoices", required for international
 customers; https://developer.bill.com/docs/ar-customers), USD otherwise. The organization must be
 set up for international AR to invoice in another currency, which the API does not expose, so the
-connection credential names the currencies beyond USD it may use (`invoiceCurrencies`). Before
+connection setting names the currencies beyond USD it may use (`billcom_invoice_currencies`). Before
 anything is written, an invoice whose currency the organization cannot take, or whose customer is
 in another currency, waits as needs attention (ProviderSetupNeeded).
 """
@@ -183,7 +183,15 @@ def _active(row: Mapping[str, Any]) -> bool:
 class BillcomInvoiceProvider:
     name = "bill.com"
 
-    def __init__(self, client: BillcomClient) -> None:
+    def __init__(
+        self,
+        client: BillcomClient,
+        invoice_currencies: frozenset[str] = frozenset(),
+        connection_id: str = "bill.com",
+    ) -> None:
+        # Currencies beyond USD the organization invoices in (a connection setting).
+        self.invoice_currencies = invoice_currencies
+        self.connection_id = connection_id
         self.client = client
         self._items: dict[str, float] = {}  # item id -> when its existence check expires
         self._lock = threading.Lock()
@@ -205,7 +213,9 @@ class BillcomInvoiceProvider:
             limits=limits,
             shared=shared or PROCESS_LIMITS,
         )
-        return cls(client)
+        listed = config.settings.billcom_invoice_currencies or ""
+        currencies = frozenset(c for c in listed.split(",") if c)
+        return cls(client, currencies, config.connection_id)
 
     @property
     def request_count(self) -> int:
@@ -256,13 +266,14 @@ class BillcomInvoiceProvider:
 
     def check_currency(self, invoice_id: str, currency: str) -> None:
         """The organization can invoice in `currency`, or ProviderSetupNeeded says what to set."""
-        allowed = {HOME_CURRENCY} | self.client.credentials.invoice_currencies
+        allowed = {HOME_CURRENCY} | self.invoice_currencies
         if currency not in allowed:
+            listed = ",".join(sorted(allowed - {HOME_CURRENCY} | {currency}))
             raise ProviderSetupNeeded(
                 f"invoice {invoice_id} is in {currency}; the BILL organization invoices in "
                 f"{', '.join(sorted(allowed))}. Set up international invoicing for {currency} in "
-                f'BILL, add it to the connection credential\'s "invoiceCurrencies" and store it '
-                "again (`billbridge connections add bill.com --api-key-file FILE`)"
+                f"BILL, then `billbridge connections set {self.connection_id} "
+                f"billcom_invoice_currencies={listed}`"
             )
 
     def find_or_create_customer(self, customer: Customer) -> str:

@@ -26,9 +26,10 @@ Credentials are a JSON object sealed in the store (`billbridge connections add b
 --api-key-file FILE`):
 
     {"devKey": "...", "organizationId": "008...", "username": "...", "password": "...",
-     "environment": "production" | "sandbox",      # optional: which BILL host (see api_base)
-     "invoiceCurrencies": ["EUR", "GBP"]}          # optional: currencies beyond USD the
-                                                   # organization invoices in (see billcom.py)
+     "environment": "production" | "sandbox"}      # optional: which BILL host (see api_base)
+
+The currencies beyond USD the organization invoices in are a connection setting, not part of
+the credential (`connections set bill.com billcom_invoice_currencies=EUR,GBP`).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ ADD_CREDENTIALS = (
     '{"devKey": ..., "organizationId": ..., "username": ..., "password": ...}'
 )
 CREDENTIAL_FIELDS = ("devKey", "organizationId", "username", "password")
-OPTIONAL_FIELDS = ("environment", "invoiceCurrencies")
+OPTIONAL_FIELDS = ("environment",)
 
 # Below BILL's 200 logins per devKey per hour: room for a CLI check or a second worker.
 LOGINS_PER_HOUR = 180
@@ -109,7 +110,6 @@ class BillcomCredentials:
     username: str
     password: str = field(repr=False)
     environment: str = ""  # "" : the API base decides
-    invoice_currencies: frozenset[str] = frozenset()
 
     @classmethod
     def from_text(cls, text: str) -> BillcomCredentials:
@@ -136,12 +136,6 @@ class BillcomCredentials:
         environment = data.get("environment", "") or ""
         if environment not in ("", SANDBOX, PRODUCTION):
             problems.append("environment must be sandbox or production")
-        currencies = data.get("invoiceCurrencies", []) or []
-        if not isinstance(currencies, list) or not all(
-            isinstance(c, str) and len(c.strip()) == 3 for c in currencies
-        ):
-            problems.append("invoiceCurrencies must be a list of three-letter codes")
-            currencies = []
         if problems:
             raise ProviderAuthFailed(
                 f"the stored BILL credential is incomplete: {'; '.join(problems)}; "
@@ -153,7 +147,6 @@ class BillcomCredentials:
             username=data["username"].strip(),
             password=data["password"],
             environment=environment,
-            invoice_currencies=frozenset(c.strip().upper() for c in currencies),
         )
 
     def login_body(self) -> dict[str, str]:
