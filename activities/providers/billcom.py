@@ -56,6 +56,11 @@ from billbridge.activities.providers.billcom_client import (
     is_not_found,
 )
 from billbridge.activities.providers.billcom_errors import BillcomRejected
+from billbridge.activities.providers.line_numbers import (
+    json_number,
+    quantity_and_price,
+    service_period,
+)
 from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
 from billbridge.core.errors import (
@@ -89,44 +94,28 @@ ITEM_FIELD = "classifications"
 ITEM_CACHE_SECONDS = 300.0
 
 
-def _number(value: Decimal) -> float:
-    """A Decimal as a JSON number with exactly its text (a double whose repr round-trips)."""
-    if Decimal(repr(float(value))) != value:
-        raise ProviderRejected(f"amount {value} cannot be sent exactly as a JSON number")
-    return float(value)
-
-
 def _quantity_and_price(line: ExportLine, amount: Decimal) -> tuple[Decimal, Decimal]:
     """(quantity, price) whose product is exactly `amount`, within the places BILL keeps;
     else (1, amount): BILL multiplies them, and any rounding there would move the total."""
-    quantity = line.quantity
-    if line.kind == "usage" and quantity > 0 and amount >= 0:
-        places = Decimal(1).scaleb(-PRICE_PLACES)
-        if quantity == quantity.quantize(Decimal(1).scaleb(-QUANTITY_PLACES)):
-            price = (amount / quantity).quantize(places)
-            if quantity * price == amount:
-                return quantity.normalize(), price.normalize()
-    return Decimal(1), amount
-
-
-def _period(line: ExportLine) -> str:
-    if line.period_start is None:
-        return ""
-    start = line.period_start.date().isoformat()
-    end = line.period_end.date().isoformat() if line.period_end is not None else ""
-    return f" ({start} to {end})" if end and end != start else f" ({start})"
+    return quantity_and_price(
+        line,
+        amount,
+        quantity_step=Decimal(1).scaleb(-QUANTITY_PLACES),
+        price_step=Decimal(1).scaleb(-PRICE_PLACES),
+        amount_step=None,
+    )
 
 
 def _line(line: ExportLine, currency: str, item_id: str) -> dict[str, Any]:
     amount = from_minor(line.amount_minor, currency)
     quantity, price = _quantity_and_price(line, amount)
-    description = f"{line.description}{_period(line)}"
+    description = f"{line.description}{service_period(line)}"
     if line.kind == "usage" and quantity != line.quantity:
         # The billing quantity BILL cannot multiply out exactly stays readable on the line.
         description += f" (quantity {format(line.quantity.normalize(), 'f')})"
     return {
-        "quantity": _number(quantity),
-        "price": _number(price),
+        "quantity": json_number(quantity),
+        "price": json_number(price),
         "description": description[:MAX_DESCRIPTION],
         ITEM_FIELD: {"itemId": item_id},
     }

@@ -50,12 +50,17 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from billbridge.activities.providers import deadline
 from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.activities.providers.line_numbers import (
+    json_number,
+    quantity_and_price,
+    service_period,
+)
 from billbridge.activities.providers.netsuite_auth import (
     HOW_TO_ADD,
     NetSuiteCredentials,
@@ -125,25 +130,6 @@ def configured_api_base(settings: Settings, account_id: str) -> str:
 
 def _is_netsuite(url: str) -> bool:
     return (urlsplit(url).hostname or "").endswith("netsuite.com")
-
-
-def _exact_number(value: Decimal) -> bool:
-    return Decimal(repr(float(value))) == value
-
-
-def _number(value: Decimal) -> Any:
-    """A Decimal as a JSON number with the same text (floats whose repr round-trips)."""
-    if not _exact_number(value):
-        raise ProviderRejected(f"amount {value} cannot be sent exactly as a JSON number")
-    if value == value.to_integral_value():
-        return int(value)
-    return float(value)
-
-
-def _period(line: ExportLine) -> str:
-    if line.period_start is None or line.period_end is None:
-        return ""
-    return f" (service period {line.period_start.date()} to {line.period_end.date()})"
 
 
 @dataclass
@@ -519,29 +505,20 @@ class NetSuiteInvoiceProvider:
 
 def _line(line: ExportLine, amount: Decimal, step: Decimal, item_id: str) -> dict[str, Any]:
     quantity, rate = _quantity_and_rate(line, amount, step)
-    description = f"{line.description}{_period(line)}"
+    description = f"{line.description}{service_period(line)}"
     if line.kind == "usage" and quantity != line.quantity:
         description += f" (quantity {line.quantity})"
     return {
         "item": {"id": item_id},
-        "quantity": _number(quantity),
-        "rate": _number(rate),
-        "amount": _number(amount),
+        "quantity": json_number(quantity),
+        "rate": json_number(rate),
+        "amount": json_number(amount),
         "description": description[:MAX_DESCRIPTION],
     }
 
 
 def _quantity_and_rate(line: ExportLine, amount: Decimal, step: Decimal) -> tuple[Decimal, Decimal]:
     """(quantity, rate) whose product NetSuite rounds to exactly `amount`, else (1, amount)."""
-    quantity = line.quantity.normalize()
-    if (
-        line.kind == "usage"
-        and quantity > 0
-        and amount >= 0
-        and quantity == quantity.quantize(QTY_PLACES)
-    ):
-        rate = (amount / quantity).quantize(RATE_PLACES, ROUND_HALF_UP).normalize()
-        exact = _exact_number(quantity) and _exact_number(rate)
-        if exact and (quantity * rate).quantize(step, ROUND_HALF_UP) == amount:
-            return quantity, rate
-    return Decimal(1), amount
+    return quantity_and_price(
+        line, amount, quantity_step=QTY_PLACES, price_step=RATE_PLACES, amount_step=step
+    )

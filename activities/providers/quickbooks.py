@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,6 +52,7 @@ from billbridge.activities.providers.base import (
     heartbeat_running_activity,
     provider_request_timeout,
 )
+from billbridge.activities.providers.line_numbers import json_number, quantity_and_price
 from billbridge.activities.providers.quickbooks_tax import (
     Company,
     TaxCode,
@@ -226,16 +227,9 @@ def api_base(settings: Settings, environment: str = "") -> str:
     return SANDBOX_API_BASE if environment == SANDBOX else PRODUCTION_API_BASE
 
 
-def _exact_number(value: Decimal) -> bool:
-    """Whether a JSON number (a double whose repr round-trips) carries `value` exactly."""
-    return Decimal(repr(float(value))) == value
-
-
-def _number(value: Decimal) -> Any:
-    """A Decimal as a JSON number with the same text (floats whose repr round-trips exactly)."""
-    if not _exact_number(value):
-        raise ProviderRejected(f"amount {value} cannot be sent exactly as a JSON number")
-    return float(value)
+def _number(value: Decimal) -> float:
+    """A Decimal as a JSON number with the same value (QuickBooks' numbers are doubles)."""
+    return float(json_number(value))
 
 
 def _quote(value: str) -> str:
@@ -304,17 +298,16 @@ class QuickBooksPlan(Plan):
 
 def _quantity_and_unit(line: ExportLine, amount: Decimal) -> tuple[Decimal, Decimal]:
     """(Qty, UnitPrice) as QuickBooks keeps them (7 decimals) whose product QuickBooks rounds to
-    exactly `amount`, else (1, amount)."""
-    # A quantity with more decimals than QuickBooks keeps is rounded as QuickBooks would, and
-    # the unit price derived from the rounded one.
-    quantity = line.quantity.quantize(QTY_PLACES, ROUND_HALF_UP)
-    if line.kind == "usage" and quantity > 0 and amount >= 0:
-        unit = (amount / quantity).quantize(UNIT_PRICE_PLACES, ROUND_HALF_UP)
-        # Qty and UnitPrice travel as JSON numbers: values a double cannot carry are left out.
-        exact = _exact_number(quantity.normalize()) and _exact_number(unit.normalize())
-        if exact and (quantity * unit).quantize(Decimal("0.01"), ROUND_HALF_UP) == amount:
-            return quantity, unit
-    return Decimal(1), amount
+    exactly `amount`, else (1, amount). A quantity with more decimals than QuickBooks keeps is
+    rounded as QuickBooks would, and the unit price derived from the rounded one."""
+    return quantity_and_price(
+        line,
+        amount,
+        quantity_step=QTY_PLACES,
+        price_step=UNIT_PRICE_PLACES,
+        amount_step=Decimal("0.01"),
+        round_quantity=True,
+    )
 
 
 def _line(line: ExportLine, currency: str, item_id: str, tax_code: str | None) -> dict[str, Any]:
@@ -322,8 +315,8 @@ def _line(line: ExportLine, currency: str, item_id: str, tax_code: str | None) -
     quantity, unit = _quantity_and_unit(line, amount)
     detail: dict[str, Any] = {
         "ItemRef": {"value": item_id},
-        "Qty": _number(quantity.normalize()),
-        "UnitPrice": _number(unit.normalize()),
+        "Qty": _number(quantity),
+        "UnitPrice": _number(unit),
     }
     if tax_code is not None:
         detail["TaxCodeRef"] = {"value": tax_code}
