@@ -225,9 +225,9 @@ async def test_missing_customers_are_found_or_created_by_external_id(
     results = [
         await export(client, store, worker.task_queue, payload(invoice_id, customer))
         for invoice_id, customer in (
-            ("inv_known", "cust_known"),
-            ("inv_new_1", "cust.new"),
-            ("inv_new_2", "cust.new"),
+            ("inv_ns_known", "cust_known"),
+            ("inv_ns_new_1", "cust.new"),
+            ("inv_ns_new_2", "cust.new"),
         )
     ]
     assert [r.status for r in results] == [ExportStatus.EXPORTED] * 3, [r.reason for r in results]
@@ -238,7 +238,7 @@ async def test_missing_customers_are_found_or_created_by_external_id(
     assert customer["email"] == "new@example.test" and customer["subsidiary"] == {"id": "1"}
     assert len(ns.customers()) == 3  # Acme, Known Co and the one created, once
     invoices = {i["externalId"]: i["entity"]["id"] for i in ns.invoices()}
-    assert invoices == {"inv_known": known, "inv_new_1": created, "inv_new_2": created}
+    assert invoices == {"inv_ns_known": known, "inv_ns_new_1": created, "inv_ns_new_2": created}
 
 
 async def test_a_total_netsuite_computes_differently_is_removed_and_waits(
