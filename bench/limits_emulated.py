@@ -72,33 +72,36 @@ class Limit:
 
 
 class InFlightSampler:
-    """The time-averaged value of `probe` (requests in flight at an emulator) between start()
-    and stop(), sampled every `interval` seconds from a thread, each sample weighted by the time
-    until the next."""
+    """Requests in flight at an emulator (`probe`), sampled every `interval` seconds from a
+    thread between start() and stop(); mean() weighs each sample by the time until the next."""
 
-    def __init__(self, probe: Callable[[], int], interval: float = 0.002) -> None:
+    def __init__(self, probe: Callable[[], int], interval: float = 0.005) -> None:
         self._probe = probe
         self._interval = interval
         self._stop = threading.Event()
-        self._area = 0.0
-        self._span = 0.0
+        self._samples: list[tuple[float, int]] = []  # (unix time, requests in flight)
         self._thread = threading.Thread(target=self._run, name="in-flight-sampler", daemon=True)
 
     def _run(self) -> None:
-        last_at, last_value = time.perf_counter(), self._probe()
+        self._samples.append((time.time(), self._probe()))
         while not self._stop.wait(self._interval):
-            now, value = time.perf_counter(), self._probe()
-            self._area += last_value * (now - last_at)
-            self._span += now - last_at
-            last_at, last_value = now, value
+            self._samples.append((time.time(), self._probe()))
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> float:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        return self._area / self._span if self._span else 0.0
+
+    def mean(self, since: float = float("-inf"), until: float = float("inf")) -> float:
+        """The time-weighted mean of the samples taken between `since` and `until`."""
+        area = span = 0.0
+        for (at, value), (after, _) in zip(self._samples, self._samples[1:], strict=False):
+            if since <= at and after <= until:
+                area += value * (after - at)
+                span += after - at
+        return area / span if span else 0.0
 
 
 @dataclass

@@ -11,8 +11,9 @@ exports.
 
 Share of a rate limit (Stripe, QuickBooks): requests the provider accepted per second of wall
 time / the limit. Share of a concurrency limit (BILL, NetSuite): the time-averaged number of
-requests in flight at the emulator (sampled every 2 ms) / the limit. Both count the start and the
-end of the batch, when fewer exports are under way. The target (issue 10): at least 90 % of the
+requests in flight at the emulator (sampled every 5 ms) / the limit. Both count the start and the
+end of the batch, when fewer exports are under way; "steady" is the same share over the middle
+80 % of the wall time. The target (issue 10), judged on the whole batch: at least 90 % of the
 limit used, at most 1 % of the requests refused. More than 100 % of a rate limit ("OVER") is
 possible only inside the provider's burst or window (QuickBooks counts a sliding minute): the run
 was too short to show a sustainable rate, so the QuickBooks batch is sized to send more than the
@@ -75,6 +76,7 @@ ALIASES = {
 }
 TARGET_SHARE = 0.90
 TARGET_REJECTED = 0.01
+STEADY = 0.8  # the middle of the wall time the steady share is taken over
 SLOW_TASK = "Workflow task duration exceeded"
 
 
@@ -153,22 +155,34 @@ async def measure(
     sampler = InFlightSampler(provider.in_flight) if provider.in_flight is not None else None
     with ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES) as executor:
         async with build_worker(client, store, settings, executor=executor):
-            started = time.perf_counter()
+            started = time.time()
             if sampler is not None:
                 sampler.start()
             results = await asyncio.gather(*(export(i) for i in invoice_ids))
-            elapsed = time.perf_counter() - started
-            mean_in_flight = sampler.stop() if sampler is not None else None
+            ended = time.time()
+            if sampler is not None:
+                sampler.stop()
+    elapsed = ended - started
     sent = provider.limited_requests()[seen_before:]
     refused = sum(provider.refused(entry) for entry in sent)
-    accepted = len(sent) - refused
     exported = sum(r.status == ExportStatus.EXPORTED for r in results)
     limit = provider.limit
+    # The share over the whole batch (the verdict), and over its middle (STEADY of the wall
+    # time): what the worker keeps up once the batch is under way, without its start (every
+    # workflow's first task at once) and its end (the last few exports).
+    margin = elapsed * (1 - STEADY) / 2
+    middle = (started + margin, ended - margin)
+    mean_in_flight = None
     if limit.kind == "rate":
-        share = accepted / elapsed / limit.per_second
+        accepted = [entry.at for entry in sent if not provider.refused(entry)]
+        share = len(accepted) / elapsed / limit.per_second
+        in_middle = sum(middle[0] <= at < middle[1] for at in accepted)
+        steady_share = in_middle / (middle[1] - middle[0]) / limit.per_second
     else:
-        assert mean_in_flight is not None
+        assert sampler is not None
+        mean_in_flight = sampler.mean()
         share = mean_in_flight / limit.concurrent
+        steady_share = sampler.mean(*middle) / limit.concurrent
     rejected_share = refused / len(sent) if sent else 0.0
     per_hour = limit.per_hour_budget
     return {
@@ -183,6 +197,7 @@ async def measure(
         "limit": limit.text,
         "mean_in_flight": None if mean_in_flight is None else round(mean_in_flight, 2),
         "share_of_limit": round(share, 3),
+        "steady_share_of_limit": round(steady_share, 3),
         "rejected": refused,
         "rejected_share": round(rejected_share, 4),
         "latency_s": provider.latency,
@@ -238,6 +253,7 @@ COLUMNS = (
     ("requests_per_s", "req/s", 7),
     ("limit", "limit", 30),
     ("share_of_limit", "used", 6),
+    ("steady_share_of_limit", "steady", 6),
     ("rejected", "refused", 8),
     ("rejected_share", "refused%", 9),
     ("wall_s", "wall s", 7),
@@ -247,7 +263,7 @@ COLUMNS = (
 
 def table(figures: list[dict[str, Any]]) -> str:
     def cell(key: str, value: Any) -> str:
-        if key == "share_of_limit":
+        if key in ("share_of_limit", "steady_share_of_limit"):
             return f"{value:.1%}"
         if key == "rejected_share":
             return f"{value:.2%}"
@@ -267,9 +283,10 @@ def table(figures: list[dict[str, Any]]) -> str:
             )
         )
     lines.append(
-        f"target: >= {TARGET_SHARE:.0%} of the limit used, <= {TARGET_REJECTED:.0%} of requests "
-        "refused; one worker process, "
-        f"{MAX_CONCURRENT_ACTIVITIES} activity threads"
+        f"target: >= {TARGET_SHARE:.0%} of the limit used over the whole batch, <= "
+        f"{TARGET_REJECTED:.0%} of requests refused; steady: the share over the middle "
+        f"{STEADY:.0%} of the wall time; one worker process, {MAX_CONCURRENT_ACTIVITIES} activity "
+        "threads"
     )
     for row in figures:
         lines.append(
