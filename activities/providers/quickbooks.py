@@ -53,6 +53,7 @@ from billbridge.activities.providers.base import (
     provider_request_timeout,
 )
 from billbridge.activities.providers.line_numbers import json_number, quantity_and_price
+from billbridge.activities.providers.pacing import RequestPacer, pacer_for
 from billbridge.activities.providers.quickbooks_tax import (
     Company,
     TaxCode,
@@ -106,6 +107,17 @@ EMULATOR_CLIENT_SECRET = "billbridge-emulator-secret"
 REAUTHORIZE = "re-authorize with `billbridge connections authorize quickbooks`"
 # QuickBooks documents no Retry-After; its throttling guide says to wait 60 s after a 429.
 DEFAULT_RETRY_AFTER = timedelta(seconds=60)
+# "500 requests per minute per realm ID" and "10 requests per second, per realm ID and app"
+# (https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles). A worker
+# process paces its requests per realm to PACED_SHARE of the per-minute limit, one at a time
+# (activities/providers/pacing.py: at most 1 + 7.9 in any second, 476 in any minute), leaving
+# the rest to the realm's other callers (the CLI's checks, a second worker: the limit shared
+# across workers is issue 11). A 429 costs a minute, so the pace stays under the limit rather
+# than at it. Requests that would wait longer than MAX_PACING_WAIT are not sent: the step is
+# retried later (ProviderRateLimited).
+REQUESTS_PER_MINUTE = 500
+PACED_SHARE = 0.95
+MAX_PACING_WAIT = 10.0
 MAX_DOC_NUMBER = 21  # DocNumber's documented maximum length
 MARKER = "billbridge invoice "  # PrivateNote prefix that identifies our invoices
 # QuickBooks keeps Qty and UnitPrice to 7 decimal places. UNCONFIRMED at Intuit's reference (the
@@ -370,6 +382,7 @@ class QuickBooksInvoiceProvider:
         # ends by its total deadline (see _call).
         self.http = deadline.client(self.base_url)
         self._calls = threading.local()
+        self._pacer: RequestPacer | None = None  # per realm: built on the first call
         self._items: dict[str, float] = {}  # item id -> when its existence check expires
         self._items_lock = threading.Lock()
         # Tax codes checked by resolve_more_mappings, for plan: id -> (expiry, code).
@@ -417,6 +430,17 @@ class QuickBooksInvoiceProvider:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
+    @property
+    def pacer(self) -> RequestPacer:
+        """This process's pacer for the company (the realm is the grant's, known once it is
+        read)."""
+        if self._pacer is None:
+            self._pacer = pacer_for(
+                ("quickbooks", self.base_url, self.realm_id),
+                REQUESTS_PER_MINUTE / 60 * PACED_SHARE,
+            )
+        return self._pacer
+
     def _call(
         self,
         doing: str,
@@ -434,10 +458,19 @@ class QuickBooksInvoiceProvider:
         heartbeat = getattr(self._calls, "heartbeat", None) or heartbeat_running_activity
         url = f"{self.base_url}/v3/company/{self.realm_id}/{path}"
         query = {"minorversion": MINOR_VERSION, **(params or {})}
-        heartbeat(f"{doing}: access token")
-        token = self.tokens.access_token()
         for attempt in (1, 2):
             self._calls.count = self.request_count + 1
+            heartbeat(doing)
+            if self.pacer.wait(MAX_PACING_WAIT) is None:
+                raise ProviderRateLimited(
+                    f"QuickBooks {doing}: this worker's requests to the company are paced under "
+                    f"QuickBooks' rate limit and none is free within {MAX_PACING_WAIT:g} s",
+                    timedelta(seconds=MAX_PACING_WAIT),
+                )
+            # The token is taken once the request may go: one taken before the wait could
+            # expire during it. After a refusal (attempt 2) it is the token refreshed below.
+            heartbeat(f"{doing}: access token")
+            token = self.tokens.access_token()
             heartbeat(doing)
             try:
                 with deadline.within(provider_request_timeout()):
@@ -455,7 +488,7 @@ class QuickBooksInvoiceProvider:
                 ) from err
             heartbeat(f"{doing}: answered")
             if response.status_code == 401 and attempt == 1:
-                token = self.tokens.after_rejection(token)
+                self.tokens.after_rejection(token)
                 continue
             return self._body(doing, response)
         raise AssertionError("unreachable")

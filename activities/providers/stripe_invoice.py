@@ -40,6 +40,7 @@ from billbridge.activities.providers.base import (
     heartbeat_running_activity,
     provider_request_timeout,
 )
+from billbridge.activities.providers.pacing import RequestPacer, pacer_for
 from billbridge.activities.providers.stripe_balance import BalanceReading, read_ledger
 from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
@@ -96,6 +97,15 @@ DUE_DATE_MARGIN = 86400
 DEFAULT_DAYS_UNTIL_DUE = 30
 # Where the local Stripe emulator listens when STRIPE_API_BASE is unset (workers start it).
 LOCAL_EMULATOR_PORT = 12111
+# Stripe's basic rate limiter: "Live mode: 100 operations; Sandbox: 25 operations" per second
+# (https://docs.stripe.com/rate-limits). A worker process paces its requests per account to
+# PACED_SHARE of that (activities/providers/pacing.py); the rest is left to the account's other
+# users (the CLI's checks, the Dashboard, other integrations). Requests that would wait longer
+# than MAX_PACING_WAIT are not sent: the step is retried later (ProviderRateLimited).
+LIVE_REQUESTS_PER_SECOND = 100.0
+TEST_REQUESTS_PER_SECOND = 25.0
+PACED_SHARE = 0.95
+MAX_PACING_WAIT = 10.0
 
 
 def idempotency_key(invoice_id: str, step: str) -> str:
@@ -623,6 +633,11 @@ class StripeInvoiceProvider:
         )
         # One provider serves every activity thread of a worker; each push counts its own calls.
         self._calls = threading.local()
+        # Test keys meet the sandbox limit, live keys the live one; one pacer per account (its
+        # key, hashed: the registry outlives the provider) in this process.
+        limit = TEST_REQUESTS_PER_SECOND if self._test_mode else LIVE_REQUESTS_PER_SECOND
+        account = hashlib.sha256(f"{self.api_base} {api_key}".encode()).hexdigest()
+        self.pacer: RequestPacer = pacer_for(("stripe", account), limit * PACED_SHARE)
         # Mapped products rarely change: resolved ones are remembered for a few minutes, which
         # spares every export a read per item (a product deleted meanwhile fails add_lines).
         self._items: dict[str, tuple[str, float]] = {}
@@ -1290,6 +1305,12 @@ class StripeInvoiceProvider:
         self._calls.count = self.request_count + 1
         heartbeat = getattr(self._calls, "heartbeat", None) or heartbeat_running_activity
         heartbeat(doing)
+        if self.pacer.wait(MAX_PACING_WAIT) is None:
+            raise ProviderRateLimited(
+                f"Stripe {doing}: this worker's requests to the account are paced under Stripe's "
+                f"rate limit and none is free within {MAX_PACING_WAIT:g} s",
+                timedelta(seconds=MAX_PACING_WAIT),
+            )
         try:
             with deadline.within(provider_request_timeout()):
                 result = method(*args, **kwargs)
