@@ -7,7 +7,8 @@ copy. Each emulator defines its own entry (what its protocol makes worth asserti
 from __future__ import annotations
 
 import threading
-from typing import Generic, TypeVar
+from collections.abc import Collection
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -37,3 +38,24 @@ class RequestLog(Generic[T]):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+def redact_value(value: str, keep: int = 6) -> str:
+    """The first `keep` characters and an ellipsis (never more than half of a short value):
+    enough to tell two secrets apart in a failing test's output, never enough to use one."""
+    return value[: min(keep, len(value) // 2)] + "…"
+
+
+def redact(obj: Any, secret_keys: Collection[str], keep: int = 6) -> Any:
+    """A copy of a parsed body with the values of `secret_keys` (lower case, compared without
+    case) redacted, at any depth."""
+    if isinstance(obj, dict):
+        return {
+            key: redact_value(str(value), keep)
+            if str(key).lower() in secret_keys and value is not None
+            else redact(value, secret_keys, keep)
+            for key, value in obj.items()
+        }
+    if isinstance(obj, list):
+        return [redact(value, secret_keys, keep) for value in obj]
+    return obj

@@ -11,26 +11,19 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..requestlog import RequestLog as SharedRequestLog
+from ..requestlog import redact as shared_redact
+from ..requestlog import redact_value as shared_redact_value
 
 SECRET_KEYS = frozenset({"password", "sessionid", "devkey"})
 
 
 def redact_value(value: str) -> str:
-    """The first 4 characters and an ellipsis (never more than half of a short value)."""
-    return value[: min(4, len(value) // 2)] + "…"
+    return shared_redact_value(value, 4)
 
 
 def redact(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {
-            key: redact_value(str(value))
-            if str(key).lower() in SECRET_KEYS and value is not None
-            else redact(value)
-            for key, value in obj.items()
-        }
-    if isinstance(obj, list):
-        return [redact(value) for value in obj]
-    return obj
+    """A copy of a parsed body with the values of SECRET_KEYS redacted, at any depth."""
+    return shared_redact(obj, SECRET_KEYS, 4)
 
 
 @dataclass

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..requestlog import RequestLog as SharedRequestLog
+from ..requestlog import redact as shared_redact
+from ..requestlog import redact_value as shared_redact_value
 
 SECRET_KEYS = frozenset(
     {"token", "code", "refresh_token", "access_token", "client_secret", "id_token"}
@@ -19,22 +21,12 @@ PREFIX = 6
 
 
 def redact_value(value: str) -> str:
-    """The first 6 characters and an ellipsis (never more than half of a short value)."""
-    return value[: min(PREFIX, len(value) // 2)] + "…"
+    return shared_redact_value(value, PREFIX)
 
 
 def redact(obj: Any) -> Any:
-    """A copy of a parsed body with the values of secret keys redacted, at any depth."""
-    if isinstance(obj, dict):
-        return {
-            key: redact_value(str(value))
-            if str(key).lower() in SECRET_KEYS and value is not None
-            else redact(value)
-            for key, value in obj.items()
-        }
-    if isinstance(obj, list):
-        return [redact(value) for value in obj]
-    return obj
+    """A copy of a parsed body with the values of SECRET_KEYS redacted, at any depth."""
+    return shared_redact(obj, SECRET_KEYS, PREFIX)
 
 
 def redact_authorization(header: str | None) -> str | None:
