@@ -321,8 +321,8 @@ class MeteringActivities:
                         our_error = err
                     if err.retryable:
                         continue
-                    customers = {rid.split("/", 1)[0] for rid in saved.record_ids}
-                    several = len(customers) > 1
+                    rows = (self.store.ledger_record(rid) for rid in saved.record_ids)
+                    several = len({row.customer_id for row in rows if row is not None}) > 1
                     outcome = Outcome.RETRY if several else Outcome.NEEDS_ATTENTION
                     why = f"{'refused with others' if several else 'refused'}: {err}"
                     answers = [RecordResult(rid, outcome, detail=why) for rid in saved.record_ids]

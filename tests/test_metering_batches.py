@@ -16,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from test_metering_end_to_end import (  # noqa: F401  (fixtures)
     PRODUCT,
     aws,
+    batches_of,
     events,
     metered,
     settings,
@@ -61,18 +62,6 @@ def link_customers(store: Store, aws: AwsMarketplaceEmulator, count: int) -> lis
         )
         customers.append(customer)
     return customers
-
-
-def batches_of(store: Store, size: int) -> None:
-    """The connection's `batch_size` (`connections add aws --batch-size`)."""
-    row = store.get_connection("aws")
-    assert row is not None
-    store.upsert_connection(
-        "aws",
-        "aws",
-        credentials_ref=row.credentials_ref,
-        settings={**row.settings, "batch_size": str(size)},
-    )
 
 
 def ingest_hour(store: Store, customer: str, hour: datetime, calls: int) -> None:

@@ -82,6 +82,18 @@ def metered(store: Store, settings: Settings) -> None:
     )
 
 
+def batches_of(store: Store, size: int) -> None:
+    """The AWS connection's `batch_size` (`connections add aws --batch-size`)."""
+    row = store.get_connection("aws")
+    assert row is not None
+    store.upsert_connection(
+        "aws",
+        "aws",
+        credentials_ref=row.credentials_ref,
+        settings={**row.settings, "batch_size": str(size)},
+    )
+
+
 def events(hour: datetime, uploads: list[int], calls: int, tag: str) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for n, size in enumerate(uploads):
@@ -457,14 +469,7 @@ async def test_sigkill_while_a_batch_of_two_customers_is_at_aws_reports_each_hou
     # A gather time far longer than the test, with batches of 8: both customers' 8 records
     # (2 hours x 2 dimensions each) go in one call as soon as both are queued.
     gathered = replace(settings, metering_gather_seconds=600)
-    connection = store.get_connection("aws")
-    assert connection is not None
-    store.upsert_connection(
-        "aws",
-        "aws",
-        credentials_ref=connection.credentials_ref,
-        settings={**connection.settings, "batch_size": "8"},
-    )
+    batches_of(store, 8)
     aws.add_fault(Fault(kind="delay", seconds=4.0, count=1, method="POST"))
     first_worker = start_worker(gathered, tmp_path / "worker-1.log")
     worker_process.append(first_worker)
