@@ -27,6 +27,7 @@ from billbridge.activities.providers.base import (
     PushContext,
     check_plan,
 )
+from billbridge.activities.providers.gate import store_gates
 from billbridge.activities.providers.stripe_minimums import below_minimum_charge, minimum_charge
 from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store import Store
@@ -202,6 +203,9 @@ class ExportActivities:
         self.store = store
         self.settings = settings
         self._factories = providers
+        # Every provider request passes its connection's gate in the store: the pause switch
+        # and the rate every worker shares (activities/providers/gate.py).
+        self.gates = store_gates(store)
         # Built once per connection version: a connection changed through the CLI (new API
         # key, other settings) gets a fresh provider on the next step.
         self._providers: dict[str, tuple[object, InvoiceProvider, ConnectionConfig]] = {}
@@ -224,13 +228,17 @@ class ExportActivities:
         if cached is not None and cached[0] == stamp:
             return cached[1], cached[2]
         credentials = StoredCredential(self.store, self.secrets, connection_id)
-        config = ConnectionConfig(connection_id, None, ConnectionSettings(), True, credentials)
+        config = ConnectionConfig(
+            connection_id, None, ConnectionSettings(), True, credentials, self.gates
+        )
         if row is not None:
             api_key = None
             if row.credentials_ref:
                 api_key = self.secrets().open(row.credentials_ref, connection_id)
             settings = ConnectionSettings.model_validate(row.settings)
-            config = ConnectionConfig(connection_id, api_key, settings, row.enabled, credentials)
+            config = ConnectionConfig(
+                connection_id, api_key, settings, row.enabled, credentials, self.gates
+            )
         provider = self._factories[name](self.settings, config)
         with self._lock:
             self._providers[connection_id] = (stamp, provider, config)

@@ -34,6 +34,7 @@ from billbridge.activities.marketplaces.base import (
     RecordResult,
     UsageRecord,
 )
+from billbridge.activities.providers.gate import RequestGate, store_gates
 from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store import SavedRequest, Store
 from billbridge.activities.store.metering_queue import (
@@ -52,7 +53,7 @@ from billbridge.core.errors import (
     ProviderSetupNeeded,
     ProviderUnavailable,
 )
-from billbridge.core.marketplaces import load_client
+from billbridge.core.marketplaces import load_client, marketplace_entry
 from billbridge.core.metering import HOUR, counts_as_reported, hour_quantity, still_open
 from billbridge.core.metering_messages import LastReport, ReportHoursInput, ReportHoursResult
 from billbridge.core.usage import (
@@ -89,6 +90,7 @@ class MeteringActivities:
     ) -> None:
         self.store = store
         self.settings = settings
+        self.gates = store_gates(store)
         # Which hours a marketplace still takes is judged by this clock (tests move it to a
         # month's end, as the emulators' `set_now` does for the marketplace's side).
         self.clock = clock
@@ -121,6 +123,8 @@ class MeteringActivities:
             )
             missing.provider, missing.customer_id = arg.marketplace, arg.customer_id
             raise missing
+        # A paused connection gets nothing, not even new records queued: the workflow holds.
+        self._gate(link.connection_id, arg.marketplace).before_request("reporting usage")
         client = self._client(link.connection_id)
         records = self._records(link, client, arg.hours)
         result = ReportHoursResult(next_hour=arg.hours[-1] + HOUR)
@@ -314,6 +318,11 @@ class MeteringActivities:
                 self._in_flight.add(saved.id)
             try:
                 activity.heartbeat(f"sending {len(saved.record_ids)} record(s)")
+                # Paused meanwhile: the request stays saved, unanswered, and goes as saved
+                # once the connection is resumed.
+                self._gate(saved.connection_id, saved.marketplace).before_request(
+                    f"sending {len(saved.record_ids)} record(s)"
+                )
                 try:
                     answers = client.send(saved.report())
                 except ExportError as err:
@@ -338,6 +347,10 @@ class MeteringActivities:
             raise our_error
 
     # -- clients -------------------------------------------------------------------------------
+
+    def _gate(self, connection_id: str, marketplace: str) -> RequestGate:
+        """The connection's gate: its pause switch (marketplaces get no rate of their own)."""
+        return self.gates(connection_id, marketplace_entry(marketplace).label, None)
 
     def _client(self, connection_id: str) -> MarketplaceClient:
         """The connection's client, built again when the connection changed."""

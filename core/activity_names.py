@@ -19,3 +19,10 @@ PUSH_PLANNED_INVOICE = "push_planned_invoice"
 # MarketplaceMeteringWorkflow: aggregate closed hours from the store, save the exact requests in
 # the ledger, send them, record the answers.
 REPORT_METERING_HOURS = "report_metering_hours"
+
+# ProviderConnectionWorkflow: write a connection's pause switch to the store; wake the workflows
+# held while it was paused. ExportInvoiceWorkflow / MarketplaceMeteringWorkflow, held: whether
+# their connection is still paused (a local activity, when no wake-up came).
+SET_CONNECTION_PAUSED = "set_connection_paused"
+RELEASE_HELD_WORKFLOWS = "release_held_workflows"
+CONNECTION_PAUSED = "connection_paused"

@@ -21,6 +21,15 @@ class ConnectionSettings(BaseModel):
     minimum_amount: Decimal | None = Field(
         default=None, ge=0, description="invoices whose total is below this are not exported"
     )
+    requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="requests per second every worker together sends through this connection "
+        "(unset: 95% of the provider's documented limit where it documents a rate: Stripe 25/s "
+        "in test mode and 100/s live, QuickBooks 500 a minute; BILL and NetSuite limit "
+        "concurrent requests instead, which each worker keeps to)",
+    )
     collection_method: Literal["send_invoice", "charge_automatically"] = Field(
         default="send_invoice",
         description="how Stripe collects the invoice",

@@ -26,6 +26,7 @@ class ExportError(Exception):
     retryable: ClassVar[bool] = False
     provider: str = ""
     customer_id: str = ""
+    connection_id: str = ""
 
     @property
     def type_name(self) -> str:
@@ -34,7 +35,11 @@ class ExportError(Exception):
     def to_application_error(self) -> ApplicationError:
         return ApplicationError(
             str(self),
-            ErrorContext(provider=self.provider, customer_id=self.customer_id).model_dump(),
+            ErrorContext(
+                provider=self.provider,
+                customer_id=self.customer_id,
+                connection_id=self.connection_id,
+            ).model_dump(),
             type=self.type_name,
             non_retryable=not self.retryable,
             next_retry_delay=getattr(self, "retry_after", None),
@@ -46,6 +51,7 @@ class ErrorContext(BaseModel):
 
     provider: str = ""
     customer_id: str = ""
+    connection_id: str = ""
 
     @classmethod
     def of(cls, error: ApplicationError) -> ErrorContext:
@@ -163,6 +169,17 @@ class MarketplaceNeedsAttention(ExportError):
 class ProviderInvoiceMissing(ExportError):
     """The invoice an earlier attempt issued at the provider is gone there (deleted, another
     account, lost data): it may already be with the customer, so a person must decide."""
+
+
+class ProviderPaused(ExportError):
+    """An operator paused the connection (`billbridge provider pause`): nothing is sent to it.
+
+    Not retried by Temporal and not a problem to fix: the workflow holds, visibly, until the
+    connection is resumed, then carries on from where it stopped."""
+
+    def __init__(self, message: str, connection_id: str) -> None:
+        super().__init__(message)
+        self.connection_id = connection_id
 
 
 # What a person can fix: the export waits (needs attention) instead of failing.

@@ -26,6 +26,8 @@ class ExportStatus(StrEnum):
     # Waiting for a person to fix something (a mapping, a customer link, credentials, a
     # disabled connection); the fix signals the workflow, which then goes on by itself.
     NEEDS_ATTENTION = "needs_attention"
+    # Held while its connection is paused (`billbridge provider pause`); goes on when resumed.
+    PAUSED = "paused"
 
 
 FINAL_STATUSES = frozenset(

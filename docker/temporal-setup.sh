@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-shot (temporalio/admin-tools): once the Temporal frontend answers, make sure billbridge's
 # namespace exists and register the search attributes its workflows upsert (InvoiceId,
-# CustomerId, Provider, ExportStatus: all Keyword; see workflows/search_attributes.py), so the
+# CustomerId, Provider, ExportStatus, ConnectionId: all Keyword; see workflows/search_attributes.py), so the
 # Temporal UI can filter exports by invoice, customer, provider and status. Idempotent.
 set -eu
 
@@ -9,7 +9,7 @@ ADDRESS=${TEMPORAL_ADDRESS:-temporal:7233}
 NAMESPACE=${TEMPORAL_NAMESPACE:-default}
 RETENTION=${TEMPORAL_NAMESPACE_RETENTION:-30d}
 ATTEMPTS=${SETUP_ATTEMPTS:-60}
-SEARCH_ATTRIBUTES="InvoiceId CustomerId Provider ExportStatus"
+SEARCH_ATTRIBUTES="InvoiceId CustomerId Provider ExportStatus ConnectionId"
 
 # retry DESCRIPTION COMMAND...: run COMMAND until it succeeds, at most $ATTEMPTS times.
 retry() {

@@ -7,6 +7,7 @@ billbridge customers upsert c.json     store Orb customer objects (payment_provi
 billbridge mappings set|list ...       item mappings (billing item -> provider product/price)
 billbridge usage ingest events.jsonl   store usage events (Orb's ingestion shape)
 billbridge marketplace link|list ...   marketplace links, dimensions, the metering ledger
+billbridge provider pause|resume|status  a connection's pause switch, and what it holds
 billbridge schema invoice|customer     print the JSON Schema of an input
 billbridge demo [--json]               the whole job on embedded defaults, with sample invoices
 """
@@ -33,6 +34,7 @@ from billbridge.starter.commands import (
     exports,
     mappings,
     marketplace,
+    provider,
     usage,
 )
 from billbridge.starter.commands import settings as settings_commands
@@ -290,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         exports,
         usage,
         marketplace,
+        provider,
     ):
         group.add_parser(sub)
 

@@ -142,13 +142,21 @@ async def start_export(
         return client.get_workflow_handle(wf_id, result_type=ExportResult)
 
 
+# What an export that waits, and will go on by itself once someone acts, is waiting for.
+HELD = {
+    ExportStatus.NEEDS_ATTENTION: "waiting for a fix; see `billbridge attention list`",
+    ExportStatus.PAUSED: "held: its connection is paused; see `billbridge provider status`",
+}
+
+
 async def export_result(
     handle: WorkflowHandle[Any, ExportResult], invoice_id: str, *, through_attention: bool = False
 ) -> ExportResult:
     """The export's outcome; a failed export comes back as status `failed` with its reason.
 
-    An export that waits for a fix comes back as `needs_attention` with what to fix, unless
-    `through_attention`: then this waits on until the export ends.
+    An export that waits for a fix comes back as `needs_attention` with what to fix, one held
+    by a paused connection as `paused` with the pause's reason, unless `through_attention`:
+    then this waits on until the export ends.
     """
     finished = asyncio.ensure_future(handle.result())
     # The result arrives the moment the export ends, whatever the delay; the delay only paces
@@ -160,11 +168,8 @@ async def export_result(
             if done:
                 return finished.result()
             delay = min(delay * 2, 2.0)
-            if (
-                not through_attention
-                and await _export_status(handle) == ExportStatus.NEEDS_ATTENTION
-            ):
-                return await _attention_result(handle, invoice_id)
+            if not through_attention and (status := await _export_status(handle)) in HELD:
+                return await _attention_result(handle, invoice_id, ExportStatus(status))
     except WorkflowFailureError as err:
         cause = err.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
@@ -180,16 +185,16 @@ async def _export_status(handle: WorkflowHandle[Any, ExportResult]) -> str | Non
 
 
 async def _attention_result(
-    handle: WorkflowHandle[Any, ExportResult], invoice_id: str
+    handle: WorkflowHandle[Any, ExportResult], invoice_id: str, status: ExportStatus
 ) -> ExportResult:
     try:
         progress = await asyncio.wait_for(handle.query(ExportInvoiceWorkflow.progress), 10)
         provider, reason = progress.provider, progress.detail
     except Exception:  # no worker to answer: the status alone still says it waits
-        provider, reason = "", "waiting for a fix; see `billbridge attention list`"
+        provider, reason = "", HELD[status]
     return ExportResult(
         invoice_id=invoice_id,
-        status=ExportStatus.NEEDS_ATTENTION,
+        status=status,
         provider=provider,
         reason=reason,
     )

@@ -1,7 +1,7 @@
 """Record the workflow histories that tests/test_replay.py replays.
 
 Run after a deliberate, compatible workflow change (or to add a scenario):
-    .venv/bin/python tests/record_histories.py
+    .venv/bin/python tests/record_histories.py [SCENARIO ...]     (default: every scenario)
 Each scenario runs on a fresh dev server against the Stripe emulator, and its history is saved
 as tests/histories/<scenario>.json. Histories of scenarios that no longer exist stay: they are
 what workflows started by older code look like (failed_unmapped.json predates needs-attention
@@ -16,29 +16,45 @@ instead).
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
 
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
+from billbridge.core.connection_control import workflow_id as control_workflow_id
 from billbridge.core.messages import ExportResult, ExportStatus
 from billbridge.emulators.stripe import Fault, StripeEmulator
+from billbridge.starter.commands.provider import switch_connection
 from billbridge.starter.door import (
     export_invoice,
     export_result,
     retry_export,
+    start_export,
+    submit_invoice,
     upsert_customers,
 )
 from billbridge.starter.samples import LineDiscount, SampleLine, build_customer, build_invoice
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
-from billbridge.workers.codec import decode_message_payloads, generate_key, load_codec
+from billbridge.workers.codec import (
+    EncryptionCodec,
+    decode_message_payloads,
+    generate_key,
+    load_codec,
+)
 from billbridge.workers.dev_server import DevServer
 from billbridge.workers.export_worker import build_worker
 from billbridge.workflows.export_invoice import workflow_id
+from billbridge.workflows.provider_connection import ProviderConnectionWorkflow
+from billbridge.workflows.search_attributes import EXPORT_STATUS
 
 HERE = Path(__file__).parent / "histories"
 LINES = [
@@ -86,12 +102,21 @@ async def record() -> None:
                     "USD",
                     [*LINES, SampleLine("item_x", "X", Decimal(1), Decimal(1))],
                 ),
+                "paused_then_exported": build_invoice("inv_paused", "cust_1", "USD", LINES),
             }
+            wanted = set(sys.argv[1:]) or set(scenarios)
+            if unknown := wanted - set(scenarios):
+                raise SystemExit(f"unknown scenario(s) {sorted(unknown)}: {sorted(scenarios)}")
             codec = load_codec(settings, {"BILLBRIDGE_CODEC_KEY": generate_key()})
             client = await connect(server.address, codec=codec)
             with ThreadPoolExecutor(4) as executor:
                 async with build_worker(client, store, settings, executor=executor):
                     for name, invoice in scenarios.items():
+                        if name not in wanted:
+                            continue
+                        if name == "paused_then_exported":
+                            await record_paused(client, store, settings, invoice, codec)
+                            continue
                         if name == "exported_after_retries":
                             emulator.add_fault(Fault(kind="status", status=503, count=2))
                             emulator.add_fault(Fault(kind="status", status=429, retry_after=0.1))
@@ -108,13 +133,72 @@ async def record() -> None:
                                 invoice["id"],
                                 through_attention=True,
                             )
-                        handle = client.get_workflow_handle(workflow_id(invoice["id"]))
-                        history = await handle.fetch_history()
-                        for event in history.events:
-                            await decode_message_payloads(event, codec)
-                        (HERE / f"{name}.json").write_text(history.to_json())
-                        print(f"recorded {name}: {len(history.events)} events")
+                        await save(client, workflow_id(invoice["id"]), name, codec)
             store.close()
+
+
+async def save(client: Client, wf_id: str, name: str, codec: EncryptionCodec) -> None:
+    history = await client.get_workflow_handle(wf_id).fetch_history()
+    for event in history.events:
+        await decode_message_payloads(event, codec)
+    (HERE / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    while True:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def record_paused(
+    client: Client,
+    store: Store,
+    settings: Settings,
+    invoice: dict[str, Any],
+    codec: EncryptionCodec,
+) -> None:
+    """Stripe paused (`billbridge provider pause`), the export held, then resumed and exported;
+    the export's history and the connection's control workflow's."""
+
+    async def switched(pause: bool) -> None:
+        await switch_connection(
+            client,
+            settings.task_queue,
+            store,
+            "stripe_invoice",
+            "stripe_invoice",
+            pause=pause,
+            reason="recorded pause" if pause else "",
+        )
+
+        async def applied() -> bool:
+            gate = store.gate("stripe_invoice")
+            return gate is not None and gate.paused == pause
+
+        await until(applied)
+
+    await switched(True)
+    submitted = submit_invoice(store, invoice)
+    handle = await start_export(client, submitted.id, settings.task_queue)
+
+    async def held() -> bool:
+        return (await handle.describe()).typed_search_attributes.get(EXPORT_STATUS) == "paused"
+
+    await until(held)
+    await switched(False)
+    result = await handle.result()
+    assert result.status == ExportStatus.EXPORTED, result
+    control = client.get_workflow_handle(control_workflow_id("stripe_invoice"))
+
+    async def released() -> bool:
+        return (await control.query(ProviderConnectionWorkflow.status)).applied
+
+    await until(released)
+    await control.terminate("recorded")
+    await save(client, workflow_id(invoice["id"]), "paused_then_exported", codec)
+    await save(client, control.id, "provider_connection_paused_resumed", codec)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Record the MarketplaceMeteringWorkflow histories that tests/test_replay.py replays.
 
 Run after a deliberate, compatible change to the metering workflow (or to add a scenario):
-    .venv/bin/python tests/record_metering_histories.py
+    .venv/bin/python tests/record_metering_histories.py [SCENARIO ...]   (default: all of them)
 Each scenario runs on a fresh dev server against the AWS Marketplace emulator and is saved as
 tests/histories/metering_<scenario>.json, its payloads decoded (clear JSON, no key needed to
 replay). Never re-record to make a failing replay pass: a failing replay means running metering
@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from temporalio.client import Client
 
 from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store import Store
@@ -28,6 +31,7 @@ from billbridge.emulators.aws_marketplace import (
     DEFAULT_SECRET_ACCESS_KEY,
     AwsMarketplaceEmulator,
 )
+from billbridge.starter.commands.provider import switch_connection
 from billbridge.starter.metering_door import (
     metering_state,
     pause_metering,
@@ -78,7 +82,8 @@ async def record() -> None:
         set_dimension_mapping(store, "aws", {"event_name": "api_call", "dimension": "api_calls"})
         aws.add_product(PRODUCT, ["api_calls"])
         first = hour_start(datetime.now(UTC)) - 3 * HOUR
-        scenarios = ("stopped", "paused_resumed", "needs_attention_then_retried")
+        every = ("stopped", "paused_resumed", "needs_attention_then_retried", "held_by_provider")
+        scenarios = tuple(name for name in every if name in (sys.argv[1:] or every))
         for n, name in enumerate(scenarios):
             customer = f"cust_{name}"
             link_marketplace(
@@ -111,6 +116,8 @@ async def record() -> None:
             async with build_worker(client, store, settings, executor=executor):
                 for n, name in enumerate(scenarios):
                     customer = f"cust_{name}"
+                    if name == "held_by_provider":  # `billbridge provider pause aws`
+                        await switch(client, store, settings, pause=True)
                     start = await start_metering(
                         client,
                         store,
@@ -123,6 +130,9 @@ async def record() -> None:
                     if name == "paused_resumed":
                         await pause_metering(client, customer, "recording a pause")
                         await resume_metering(client, customer)
+                    if name == "held_by_provider":
+                        await status_is(client, customer, "paused")
+                        await switch(client, store, settings, pause=False)
                     if name == "needs_attention_then_retried":
                         for _ in range(100):
                             state = await metering_state(client, customer)
@@ -139,6 +149,27 @@ async def record() -> None:
                     events = len(history.events)
                     print(f"recorded metering_{name}: {events} events ({workflow_id(customer)})")
         store.close()
+
+
+async def switch(client: Client, store: Store, settings: Settings, *, pause: bool) -> None:
+    """Pause or resume the AWS connection as `billbridge provider pause|resume` does."""
+    reason = "recording a connection pause" if pause else ""
+    await switch_connection(
+        client, settings.task_queue, store, "aws", "aws", pause=pause, reason=reason
+    )
+    while True:
+        gate = store.gate("aws")
+        if gate is not None and gate.paused == pause:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def status_is(client: Client, customer: str, status: str) -> None:
+    while True:
+        state = await metering_state(client, customer)
+        if state is not None and state.status == status:
+            return
+        await asyncio.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pytest
 
 from billbridge.activities.providers import quickbooks as quickbooks_module
 from billbridge.activities.providers import stripe_invoice
+from billbridge.activities.providers.gate import PACED_SHARE, ConnectionGate, ProcessGate
 from billbridge.activities.providers.pacing import RequestPacer, pacer_for
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
@@ -116,7 +117,8 @@ def test_stripe_worker_threads_stay_under_the_sandbox_limit() -> None:
     failures: list[BaseException] = []
     with StripeEmulator(rate_limit_per_second=stripe_invoice.TEST_REQUESTS_PER_SECOND) as emu:
         provider = stripe_invoice.StripeInvoiceProvider("sk_test_pacing", emu.base_url)
-        assert provider.pacer.per_second == pytest.approx(25 * stripe_invoice.PACED_SHARE)
+        assert isinstance(provider.gate, ProcessGate) and provider.gate.pacer is not None
+        assert provider.gate.pacer.per_second == pytest.approx(25 * PACED_SHARE)
 
         def check() -> None:
             try:
@@ -138,7 +140,8 @@ def test_stripe_worker_threads_stay_under_the_sandbox_limit() -> None:
 
 def test_live_keys_are_paced_to_the_live_limit() -> None:
     provider = stripe_invoice.StripeInvoiceProvider("sk_live_pacing", "http://127.0.0.1:9")
-    assert provider.pacer.per_second == pytest.approx(100 * stripe_invoice.PACED_SHARE)
+    assert isinstance(provider.gate, ProcessGate) and provider.gate.pacer is not None
+    assert provider.gate.pacer.per_second == pytest.approx(100 * PACED_SHARE)
 
 
 class CountingPacer(RequestPacer):
@@ -172,18 +175,18 @@ def qbo_settings(
     )
 
 
-def test_every_quickbooks_request_waits_for_the_realms_pacer(
+def test_every_quickbooks_request_waits_for_the_connections_gate(
     qbo: QuickBooksEmulator, qbo_settings: Settings, store: Store
 ) -> None:
     authorize_with_emulator(qbo_settings, store)
     provider = quickbooks(qbo_settings, store)
-    realm_pacer = pacer_for(
-        ("quickbooks", provider.base_url, provider.realm_id),
-        500 / 60 * quickbooks_module.PACED_SHARE,
-    )
-    assert provider.pacer is realm_pacer  # shared by every provider object of the realm
+    gate = provider.gate
+    # A worker's provider: the connection's gate in the store, shared by every worker process.
+    assert isinstance(gate, ConnectionGate)
+    assert gate.connection_id == "quickbooks"
+    assert gate.per_second == pytest.approx(500 / 60 * PACED_SHARE)
     counting = CountingPacer(1000.0)
-    provider._pacer = counting
+    provider._gate = ProcessGate("QuickBooks", counting)
     before = len([r for r in qbo.requests() if r.path.startswith("/v3/")])
     provider.check_credentials()
     provider.company()
@@ -197,7 +200,7 @@ def test_a_quickbooks_request_without_a_free_start_is_not_sent(
 ) -> None:
     authorize_with_emulator(qbo_settings, store)
     provider = quickbooks(qbo_settings, store)
-    provider._pacer = CountingPacer(1.0, max_wait_refused=True)
+    provider._gate = ProcessGate("QuickBooks", CountingPacer(1.0, max_wait_refused=True))
     before = len(qbo.requests())
     with pytest.raises(ProviderRateLimited) as raised:
         provider.check_credentials()
@@ -224,7 +227,7 @@ def test_the_access_token_is_taken_after_the_wait_for_the_pacer(
     qbo.set_access_token_ttl(1.0)
     authorize_with_emulator(qbo_settings, store)
     provider = quickbooks(qbo_settings, store)
-    provider._pacer = SleepingPacer(1.5)  # longer than an access token lives
+    provider._gate = ProcessGate("QuickBooks", SleepingPacer(1.5))  # longer than a token lives
     before = len(qbo.requests())
     provider.check_credentials()
     statuses = [r.status for r in qbo.requests()[before:] if r.path.startswith("/v3/")]

@@ -1,5 +1,5 @@
-"""The worker: ExportInvoiceWorkflow, MarketplaceMeteringWorkflow and their activities on one
-task queue.
+"""The worker: ExportInvoiceWorkflow, MarketplaceMeteringWorkflow, ProviderConnectionWorkflow
+and their activities on one task queue.
 
 Run it with `billbridge worker` (which also starts the embedded Temporal server when
 TEMPORAL_ADDRESS is unset, and the local provider emulators when core/config.py allows them), or
@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from billbridge.activities.connection_control import ConnectionControlActivities
 from billbridge.activities.export import ExportActivities
 from billbridge.activities.metering import MeteringActivities
 from billbridge.activities.store import Store
@@ -26,6 +27,7 @@ from billbridge.workers.codec import load_codec
 from billbridge.workers.operator_errors import explain, store_unavailable
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow
+from billbridge.workflows.provider_connection import ProviderConnectionWorkflow
 
 # Activities are synchronous (sqlmodel, the stripe SDK) and run in this many threads.
 MAX_CONCURRENT_ACTIVITIES = 16
@@ -41,11 +43,12 @@ def build_worker(
 ) -> Worker:
     activities = ExportActivities(store, settings)
     metering = MeteringActivities(store, settings)
+    control = ConnectionControlActivities(store, client)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[ExportInvoiceWorkflow, MarketplaceMeteringWorkflow],
-        activities=[*activities.activities(), *metering.activities()],
+        workflows=[ExportInvoiceWorkflow, MarketplaceMeteringWorkflow, ProviderConnectionWorkflow],
+        activities=[*activities.activities(), *metering.activities(), *control.activities()],
         activity_executor=executor or ThreadPoolExecutor(MAX_CONCURRENT_ACTIVITIES),
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )

@@ -4,8 +4,10 @@ Orchestration only. The invoice stays in the store (payload and history limits, 
 out of history); the workflow carries its id and a small status. Two steps a pass:
 prepare (decide: zero total, provider routing; mapping lookup; customer linking; plan; check)
 -> push (write the checked plan, idempotently; record). Whatever a person can fix waits as
-needs attention and resumes on a `retry` signal. The workflow never names a provider: the
-activities route by the customer's payment_provider.
+needs attention and resumes on a `retry` signal. An export whose connection is paused
+(`billbridge provider pause`) holds as "paused" and goes on when the connection is resumed
+(`provider_resumed`). The workflow never names a provider: the activities route by the
+customer's payment_provider.
 
 Histories started before the one-pass export ran five steps (decide -> mapping lookup ->
 customer linking -> push -> record); they replay through `_export_in_five_steps`.
@@ -22,7 +24,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from billbridge.core import activity_names as names
-    from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE, ErrorContext, PlanChanged
+    from billbridge.core.connection_control import ConnectionRef
+    from billbridge.core.errors import (
+        NEEDS_ATTENTION,
+        NON_RETRYABLE,
+        ErrorContext,
+        PlanChanged,
+        ProviderPaused,
+    )
     from billbridge.core.messages import (
         CustomerLinkResult,
         Decision,
@@ -41,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
     from billbridge.workflows.search_attributes import (
+        CONNECTION_ID,
         CUSTOMER_ID,
         EXPORT_STATUS,
         INVOICE_ID,
@@ -55,6 +65,10 @@ NEEDS_ATTENTION_PATCH = "needs-attention"
 # Marks histories written since an export runs in two steps a pass (prepare, push) and a
 # `retry` signal that arrives during a pass counts (see _export_once).
 ONE_PASS_PATCH = "one-pass-export"
+# A held export asks whether its connection is still paused (when no wake-up came) after this
+# long, then twice as long each time, up to the maximum.
+HOLD_RECHECK_FIRST = timedelta(minutes=1)
+HOLD_RECHECK_MAX = timedelta(hours=1)
 # A plan that changed between prepare and push is planned again this many times in a row
 # before the export waits for a person (something keeps changing the mappings).
 MAX_PLAN_CHANGES = 3
@@ -118,6 +132,17 @@ async def _push_step(name: str, arg: PushInput | PushPlanInput) -> PushResult:
     return result
 
 
+async def _connection_paused(connection_id: str) -> bool:
+    paused: bool = await workflow.execute_local_activity(
+        names.CONNECTION_PAUSED,
+        ConnectionRef(connection_id=connection_id),
+        result_type=bool,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=_retry(timedelta(minutes=1)),
+    )
+    return paused
+
+
 def workflow_id(invoice_id: str) -> str:
     return f"export-invoice/{invoice_id}"
 
@@ -129,6 +154,7 @@ class ExportInvoiceWorkflow:
         self._retry_requested = False
         self._one_pass = False
         self._plan_changes = 0
+        self._resumed = False
 
     @workflow.query
     def progress(self) -> Progress:
@@ -137,6 +163,11 @@ class ExportInvoiceWorkflow:
     def _step(self, step: ExportStatus, detail: str = "") -> None:
         self._progress = self._progress.model_copy(update={"step": step, "detail": detail})
         workflow.upsert_search_attributes([EXPORT_STATUS.value_set(step.value)])
+
+    @workflow.signal
+    def provider_resumed(self) -> None:
+        """Sent when the connection this export is held for was resumed."""
+        self._resumed = True
 
     @workflow.signal
     def retry(self) -> None:
@@ -175,6 +206,9 @@ class ExportInvoiceWorkflow:
             )
         # A local activity's failure arrives as its ApplicationError itself, not wrapped.
         except (ActivityError, ApplicationError) as err:  # unmapped items, unknown customer, ...
+            if _error_type(err) == ProviderPaused.__name__:
+                await self._hold(_decision_of(invoice_id, err), err)
+                return None
             await self._fail_or_wait(_decision_of(invoice_id, err), err, deadline)
             return None
         decision = prepared.decision
@@ -202,10 +236,40 @@ class ExportInvoiceWorkflow:
             if _error_type(err) == PlanChanged.__name__ and self._plan_changes < MAX_PLAN_CHANGES:
                 self._plan_changes += 1
                 return None  # plan again at once
+            if _error_type(err) == ProviderPaused.__name__:
+                await self._hold(decision, err)
+                return None  # resumed: from the start (the push resumes where it stopped)
             await self._fail_or_wait(decision, err, deadline)
             return None
         self._step(ExportStatus.EXPORTED, push.external_id)  # recorded by the push step
         return _result(decision, ExportStatus.EXPORTED, push=push)
+
+    async def _hold(self, decision: Decision, err: StepError) -> None:
+        """Hold while the connection is paused, visibly (ExportStatus "paused", ConnectionId,
+        the pause's reason in `progress`), until it is resumed.
+
+        Woken by `provider_resumed` (the connection's release, oldest first); should that miss
+        this export (visibility lags), it asks the store itself, first after a minute, then
+        less and less often, so a long pause costs a few events an hour.
+        """
+        cause = _cause(err)
+        context = ErrorContext.of(cause) if isinstance(cause, ApplicationError) else ErrorContext()
+        connection = context.connection_id or decision.connection_id
+        if decision.customer_id or decision.provider:
+            self._show_decision(decision)
+        self._step(ExportStatus.PAUSED, _failure_message(err))
+        workflow.upsert_search_attributes([CONNECTION_ID.value_set(connection)])
+        recheck = HOLD_RECHECK_FIRST
+        while not self._resumed:
+            try:
+                await workflow.wait_condition(lambda: self._resumed, timeout=recheck)
+            except TimeoutError:
+                if not await _connection_paused(connection):
+                    break
+                recheck = min(recheck * 2, HOLD_RECHECK_MAX)
+        self._resumed = False
+        workflow.upsert_search_attributes([CONNECTION_ID.value_unset()])
+        self._step(ExportStatus.RECEIVED, "resumed")
 
     def _show_decision(self, decision: Decision) -> None:
         """Customer and provider in the search attributes and the progress query."""
@@ -259,6 +323,9 @@ class ExportInvoiceWorkflow:
                 ),
             )
         except ActivityError as err:
+            if _error_type(err) == ProviderPaused.__name__:
+                await self._hold(decision, err)
+                return None
             await self._fail_or_wait(decision, err, deadline)
             return None
 

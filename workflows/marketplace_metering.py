@@ -7,7 +7,9 @@ first). The activity writes the exact request to the ledger before sending and r
 that on a retry, so an hour is never reported twice with different quantities; the workflow
 only carries the next hour to report.
 
-Signals: `pause` (with a reason) and `resume`; `retry` after a person fixed what it waits for;
+Signals: `pause` (with a reason) and `resume` (this customer's metering alone);
+`provider_resumed` (the connection it is held for was resumed: a paused connection holds every
+customer's metering, `billbridge provider pause`); `retry` after a person fixed what it waits for;
 `stop` reports every closed hour and ends; `usage_ingested` (sent after an ingest) gives it the
 running totals of the hours not reported yet. Query: `state` (status, next hour, last report,
 those running totals). Continue-as-new before the history
@@ -27,12 +29,13 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from billbridge.core import activity_names as names
-    from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE
-    from billbridge.core.metering import HOUR, due_hours, hour_start
+    from billbridge.core.connection_control import WINDOW_WARNING, ConnectionRef
+    from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE, ErrorContext, ProviderPaused
+    from billbridge.core.metering import HOUR, due_hours, hour_start, window_closes
     from billbridge.core.metering_messages import (
         MeteringInput,
         MeteringState,
@@ -42,10 +45,30 @@ with workflow.unsafe.imports_passed_through():
         UsageTotals,
     )
     from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
-    from billbridge.workflows.search_attributes import CUSTOMER_ID, EXPORT_STATUS, PROVIDER
+    from billbridge.workflows.search_attributes import (
+        CONNECTION_ID,
+        CUSTOMER_ID,
+        EXPORT_STATUS,
+        PROVIDER,
+    )
 
+# A held metering asks whether its connection is still paused (when no wake-up came) after this
+# long, then twice as long each time, up to the maximum.
+HOLD_RECHECK_FIRST = timedelta(minutes=1)
+HOLD_RECHECK_MAX = timedelta(hours=1)
 # Hours one report activity takes at most: a catch-up after an outage goes a day at a time.
 HOURS_PER_REPORT = 24
+
+
+async def _connection_paused(connection_id: str) -> bool:
+    paused: bool = await workflow.execute_local_activity(
+        names.CONNECTION_PAUSED,
+        ConnectionRef(connection_id=connection_id),
+        result_type=bool,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+    )
+    return paused
 
 
 def workflow_id(customer_id: str) -> str:
@@ -61,6 +84,7 @@ class MarketplaceMeteringWorkflow:
         self._retry_requested = False
         self._stop_requested = False
         self._published: MeteringStatus | None = None
+        self._resumed = False
 
     @workflow.query
     def state(self) -> MeteringState:
@@ -75,6 +99,12 @@ class MarketplaceMeteringWorkflow:
     @workflow.signal
     def resume(self) -> None:
         self._paused, self._pause_reason = False, ""
+
+    @workflow.signal
+    def provider_resumed(self) -> None:
+        """Sent when the connection this metering is held for (a paused marketplace
+        connection, `billbridge provider pause`) was resumed."""
+        self._resumed = True
 
     @workflow.signal
     def retry(self) -> None:
@@ -167,6 +197,9 @@ class MarketplaceMeteringWorkflow:
             except ActivityError as err:
                 cause = err.cause
                 kind = getattr(cause, "type", None)
+                if kind == ProviderPaused.__name__ and isinstance(cause, ApplicationError):
+                    await self._hold(cause, hours[0])
+                    continue
                 if kind not in NEEDS_ATTENTION:
                     raise
                 self._state.status = MeteringStatus.NEEDS_ATTENTION
@@ -188,6 +221,46 @@ class MarketplaceMeteringWorkflow:
             }
             return result.next_hour
 
+    async def _hold(self, cause: ApplicationError, oldest: datetime) -> None:
+        """Hold while the connection is paused: status "paused" with the pause's reason and the
+        moment the marketplace stops taking the oldest held hour; when the pause nears it, the
+        state (and the worker's log) says so. Ends on `provider_resumed`, or when a check of
+        its own finds the connection resumed (a missed wake-up). A `stop` meanwhile waits for
+        the resume too: it reports every closed hour before it ends, and nothing is lost."""
+        connection = ErrorContext.of(cause).connection_id
+        marketplace = self._state.marketplace
+        closes = window_closes(oldest, marketplace)
+        reason = (
+            f"{cause.message}; the oldest held hour ({oldest:%Y-%m-%d %H:%M} UTC) must reach "
+            f"{marketplace} before {closes:%Y-%m-%d %H:%M} UTC"
+        )
+        self._state.status, self._state.reason = MeteringStatus.PAUSED, reason
+        self._publish(connection_id=connection)
+        recheck, warned = HOLD_RECHECK_FIRST, False
+        while not self._resumed:
+            timeout = recheck
+            if not warned:
+                timeout = min(timeout, max(closes - WINDOW_WARNING - workflow.now(), timedelta(0)))
+            try:
+                await workflow.wait_condition(
+                    lambda: self._resumed, timeout=max(timeout, timedelta(seconds=1))
+                )
+            except TimeoutError:
+                if not warned and workflow.now() >= closes - WINDOW_WARNING:
+                    warned = True
+                    self._state.reason = (
+                        f"{reason}. WARNING: the pause is about to outlast that window; once it "
+                        "has, that hour's usage goes out with the first hour still open"
+                    )
+                    workflow.logger.warning("metering %s: %s", self._state.customer_id, reason)
+                    continue
+                if not await _connection_paused(connection):
+                    break
+                recheck = min(recheck * 2, HOLD_RECHECK_MAX)
+        self._resumed = False
+        self._state.status, self._state.reason = MeteringStatus.METERING, ""
+        self._publish(connection_id="")
+
     async def _sleep(self, duration: timedelta | None) -> None:
         """Until `duration` passes, or `stop`, `pause` or `resume` changes what is due."""
         paused = self._paused
@@ -204,10 +277,11 @@ class MarketplaceMeteringWorkflow:
             self._state.reason = self._pause_reason if self._paused else ""
         self._publish()
 
-    def _publish(self) -> None:
+    def _publish(self, *, connection_id: str | None = None) -> None:
         """Upsert the status when it changed (one history event per change), on runs started
-        with our search attributes (so registered on that server)."""
-        if self._state.status == self._published:
+        with our search attributes (so registered on that server); `connection_id`: the
+        connection it is held for ("": no longer held), which resume finds it by."""
+        if self._state.status == self._published and connection_id is None:
             return
         # Set by the starter, so registered on this server; continue-as-new carries them (sdk-core
         # ContinueAsNewWorkflowExecution.search_attributes: "If unset, re-uses the current
@@ -216,6 +290,10 @@ class MarketplaceMeteringWorkflow:
         if workflow.info().typed_search_attributes.get(CUSTOMER_ID) is None:
             return
         updates = [EXPORT_STATUS.value_set(self._state.status.value)]
+        if connection_id:
+            updates.append(CONNECTION_ID.value_set(connection_id))
+        elif connection_id is not None:
+            updates.append(CONNECTION_ID.value_unset())
         if self._published is None:  # first upsert of this run: who and where, too
             updates += [
                 CUSTOMER_ID.value_set(self._state.customer_id),

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from temporalio import activity
 
 from billbridge.activities.oauth import GrantStore
+from billbridge.activities.providers.gate import GateFactory
 from billbridge.core.breakdown import InvoiceBreakdown
 from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import TotalMismatch
@@ -34,6 +35,9 @@ class ConnectionConfig:
     # The stored credential itself, for providers whose credential changes as it is used
     # (OAuth grants with rotating refresh tokens); None where the store is not at hand.
     credentials: GrantStore | None = None
+    # The connections' gates (pause switch, shared request rate) in the store; None where the
+    # store is not at hand: the module paces per process (activities/providers/gate.py).
+    gates: GateFactory | None = None
 
 
 @dataclass

@@ -56,6 +56,7 @@ from billbridge.activities.providers.billcom_client import (
     is_not_found,
 )
 from billbridge.activities.providers.billcom_errors import BillcomRejected
+from billbridge.activities.providers.gate import gate_for
 from billbridge.activities.providers.line_numbers import (
     json_number,
     quantity_and_price,
@@ -201,6 +202,15 @@ class BillcomInvoiceProvider:
             config.api_key,
             limits=limits,
             shared=shared or PROCESS_LIMITS,
+            # BILL limits concurrent requests and an hourly budget, not a rate: the gate paces
+            # only when the connection sets `requests_per_second`.
+            gate=gate_for(
+                config.gates,
+                config.connection_id,
+                "BILL",
+                config.settings.requests_per_second,
+                ("bill.com", config.connection_id),
+            ),
         )
         listed = config.settings.billcom_invoice_currencies or ""
         currencies = frozenset(c for c in listed.split(",") if c)

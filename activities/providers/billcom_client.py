@@ -61,8 +61,10 @@ from billbridge.activities.providers.billcom_errors import (
     parse_errors,
     until_next_hour,
 )
+from billbridge.activities.providers.gate import ProcessGate, RequestGate
 from billbridge.core.config import is_local_url
 from billbridge.core.errors import (
+    ExportError,
     ProviderAuthFailed,
     ProviderLimitExceeded,
     ProviderRateLimited,
@@ -270,6 +272,7 @@ class BillcomClient:
         limits: BillcomLimits | None = None,
         clock: Callable[[], float] = time.time,
         shared: ProcessLimits = PROCESS_LIMITS,
+        gate: RequestGate | None = None,
     ) -> None:
         self.configured_base = configured_base.rstrip("/")
         self._credential_text = credential_text
@@ -277,6 +280,8 @@ class BillcomClient:
         self.limits = limits or BillcomLimits()
         self._clock = clock
         self._shared = shared
+        # The connection's pause switch and shared rate (activities/providers/gate.py).
+        self.gate = gate or ProcessGate("BILL", None)
         self.http = deadline.client(self.configured_base)
         self._calls = threading.local()
 
@@ -400,6 +405,8 @@ class BillcomClient:
     def _error(self, doing: str, response: httpx.Response, errors: list[Any]) -> Exception:
         now = datetime.fromtimestamp(self._clock(), UTC)
         err = error_for(doing, response.status_code, errors, response.headers, now)
+        if isinstance(err, ExportError):
+            self.gate.refused_for_rate(err)
         if errors and errors[0].code == HOURLY_LIMIT:
             # Every request of this devKey waits for the next hour without being sent.
             self._shared.block_until(
@@ -463,6 +470,8 @@ class BillcomClient:
     ) -> httpx.Response:
         """Send one request within the limits, heartbeating before and after; the wait for a
         place among the organization's concurrent requests is part of its total deadline."""
+        self._heartbeat(doing)
+        self.gate.before_request(doing)
         wait = self._shared.take_request(
             self._dev_key(), self._clock(), self.limits.requests_per_hour
         )

@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 
 from billbridge.activities.providers import deadline
 from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.activities.providers.gate import gate_for
 from billbridge.activities.providers.line_numbers import (
     json_number,
     quantity_and_price,
@@ -191,6 +192,15 @@ class NetSuiteInvoiceProvider:
             account=f"{base} {credentials.account_id}",
             concurrency_limit=config.settings.netsuite_concurrency_limit,
             http=http,
+            # NetSuite limits concurrent requests, not a rate: the gate paces only when the
+            # connection sets `requests_per_second`.
+            request_gate=gate_for(
+                config.gates,
+                config.connection_id,
+                "NetSuite",
+                config.settings.requests_per_second,
+                ("netsuite", base, credentials.account_id),
+            ),
         )
         return cls(client, credentials, config)
 

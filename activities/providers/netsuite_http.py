@@ -35,6 +35,7 @@ from billbridge.activities.providers.base import (
     heartbeat_running_activity,
     provider_request_timeout,
 )
+from billbridge.activities.providers.gate import ProcessGate, RequestGate
 from billbridge.activities.providers.netsuite_auth import M2M, M2MAuth, TBAAuth
 from billbridge.activities.providers.netsuite_errors import (
     DEFAULT_RETRY_AFTER,
@@ -43,7 +44,12 @@ from billbridge.activities.providers.netsuite_errors import (
     details,
     is_concurrency_refusal,
 )
-from billbridge.core.errors import ProviderLimitExceeded, ProviderRateLimited, ProviderUnavailable
+from billbridge.core.errors import (
+    ExportError,
+    ProviderLimitExceeded,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
 
 LOCAL_RETRIES = 3  # concurrency refusals retried here before Temporal takes over
 LOCAL_RETRY_CAP = 4.0  # seconds: the longest pause between them
@@ -97,6 +103,7 @@ class NetSuiteClient:
         http: httpx.Client | None = None,
         gate: AccountGate = GATES,
         sleep: Callable[[float], None] = time.sleep,
+        request_gate: RequestGate | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self.rest = f"{self.api_base}/services/rest"
@@ -106,6 +113,8 @@ class NetSuiteClient:
         self.http = http or deadline.client(self.api_base)
         self.gate = gate
         self.sleep = sleep
+        # The connection's pause switch and shared rate (activities/providers/gate.py).
+        self.request_gate = request_gate or ProcessGate("NetSuite", None)
         self._calls = threading.local()
 
     # -- per-thread state (one provider serves many activity threads) -----------------------
@@ -180,6 +189,8 @@ class NetSuiteClient:
                     self.auth.forget(credential)
                     continue
             error = classify(response.status_code, body, response.headers, doing, reading=reading)
+            if isinstance(error, ExportError):
+                self.request_gate.refused_for_rate(error)
             raise error
 
     def _send(
@@ -191,6 +202,7 @@ class NetSuiteClient:
         headers: dict[str, str],
         heartbeat: Heartbeat,
     ) -> httpx.Response:
+        self.request_gate.before_request(doing)
         with self._slot(doing, heartbeat):
             self._calls.count = self.request_count + 1
             heartbeat(doing)

@@ -12,8 +12,9 @@ next start time, at least 1/rate after the previous one, `burst` of them possibl
 Reservations are handed out in arrival order, so no thread starves; a thread sleeps until its
 start. In any span of T seconds a pacer starts at most `burst + rate * T` requests.
 
-A pacer is per process and per account (pacer_for); several worker processes sharing one
-account each keep their own pace (the limit shared across workers is issue 11).
+A pacer is per process and per account (pacer_for): what a provider module uses when it is built
+without the store (tests, `export --dry-run`). Workers use the connection's gate instead
+(activities/providers/gate.py), one rate shared by every worker process through the store.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
+
+from billbridge.core.rates import take_turn
 
 
 class RequestPacer:
@@ -36,7 +39,6 @@ class RequestPacer:
             raise ValueError("a pacer needs a positive rate and a burst of at least 1")
         self.per_second = per_second
         self.burst = burst
-        self._interval = 1.0 / per_second
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -46,13 +48,9 @@ class RequestPacer:
         """Reserve the next start: the seconds until it (0: now), or None, reserving nothing,
         when it is more than `max_wait` away."""
         with self._lock:
-            now = self._clock()
-            theoretical = max(self._next, now)
-            start = max(now, theoretical - (self.burst - 1) * self._interval)
-            if start - now > max_wait:
-                return None
-            self._next = theoretical + self._interval
-            return start - now
+            turn = take_turn(self._next, self._clock(), self.per_second, self.burst, max_wait)
+            self._next = turn.next_start
+            return turn.delay
 
     def wait(self, max_wait: float) -> float | None:
         """Sleep until this request may start; its wait in seconds, or None (not sent, nothing

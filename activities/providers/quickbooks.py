@@ -52,8 +52,13 @@ from billbridge.activities.providers.base import (
     heartbeat_running_activity,
     provider_request_timeout,
 )
+from billbridge.activities.providers.gate import (
+    GateFactory,
+    RequestGate,
+    connection_rate,
+    gate_for,
+)
 from billbridge.activities.providers.line_numbers import json_number, quantity_and_price
-from billbridge.activities.providers.pacing import RequestPacer, pacer_for
 from billbridge.activities.providers.quickbooks_tax import (
     Company,
     TaxCode,
@@ -108,16 +113,13 @@ REAUTHORIZE = "re-authorize with `billbridge connections authorize quickbooks`"
 # QuickBooks documents no Retry-After; its throttling guide says to wait 60 s after a 429.
 DEFAULT_RETRY_AFTER = timedelta(seconds=60)
 # "500 requests per minute per realm ID" and "10 requests per second, per realm ID and app"
-# (https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles). A worker
-# process paces its requests per realm to PACED_SHARE of the per-minute limit, one at a time
-# (activities/providers/pacing.py: at most 1 + 7.9 in any second, 476 in any minute), leaving
-# the rest to the realm's other callers (the CLI's checks, a second worker: the limit shared
-# across workers is issue 11). A 429 costs a minute, so the pace stays under the limit rather
-# than at it. Requests that would wait longer than MAX_PACING_WAIT are not sent: the step is
-# retried later (ProviderRateLimited).
+# (https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles). Every
+# request waits for its turn at the connection's gate, shared by all workers
+# (activities/providers/gate.py), at the connection's `requests_per_second` or 95% of the
+# per-minute limit, one at a time (at most 1 + 7.9 in any second, 476 in any minute), leaving
+# the rest to the realm's other callers (the CLI's checks, other apps). A 429 costs a minute, so
+# the pace stays under the limit rather than at it.
 REQUESTS_PER_MINUTE = 500
-PACED_SHARE = 0.95
-MAX_PACING_WAIT = 10.0
 MAX_DOC_NUMBER = 21  # DocNumber's documented maximum length
 MARKER = "billbridge invoice "  # PrivateNote prefix that identifies our invoices
 # QuickBooks keeps Qty and UnitPrice to 7 decimal places. UNCONFIRMED at Intuit's reference (the
@@ -375,14 +377,25 @@ class QuickBooksInvoiceProvider:
     # Tax goes on QuickBooks' tax fields (TxnTaxDetail, TaxCodeRef), so it needs no mapped item.
     unmapped_kinds = frozenset({"tax"})
 
-    def __init__(self, base_url: str, tokens: TokenKeeper):
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenKeeper,
+        *,
+        connection_id: str = name,
+        gates: GateFactory | None = None,
+        requests_per_second: float | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
+        self.connection_id = connection_id
+        self._gates = gates
+        self._rate = connection_rate(requests_per_second, REQUESTS_PER_MINUTE / 60)
         # Retries belong to Temporal; the client only keeps connections alive. Each request
         # ends by its total deadline (see _call).
         self.http = deadline.client(self.base_url)
         self._calls = threading.local()
-        self._pacer: RequestPacer | None = None  # per realm: built on the first call
+        self._gate: RequestGate | None = None  # built on the first call
         self._items: dict[str, float] = {}  # item id -> when its existence check expires
         self._items_lock = threading.Lock()
         # Tax codes checked by resolve_more_mappings, for plan: id -> (expiry, code).
@@ -415,7 +428,13 @@ class QuickBooksInvoiceProvider:
                 environment = tokens.grant.environment or default_environment(settings)
             except ProviderAuthFailed:
                 environment = ""  # not authorized: the first call says so
-        return cls(api_base(settings, environment), tokens)
+        return cls(
+            api_base(settings, environment),
+            tokens,
+            connection_id=config.connection_id,
+            gates=config.gates,
+            requests_per_second=config.settings.requests_per_second,
+        )
 
     @property
     def request_count(self) -> int:
@@ -431,15 +450,15 @@ class QuickBooksInvoiceProvider:
     # -- HTTP ---------------------------------------------------------------------------------
 
     @property
-    def pacer(self) -> RequestPacer:
-        """This process's pacer for the company (the realm is the grant's, known once it is
-        read)."""
-        if self._pacer is None:
-            self._pacer = pacer_for(
-                ("quickbooks", self.base_url, self.realm_id),
-                REQUESTS_PER_MINUTE / 60 * PACED_SHARE,
+    def gate(self) -> RequestGate:
+        """The connection's gate; without the store's, this process's pacer for the company (the
+        realm is the grant's, known once it is read)."""
+        if self._gate is None:
+            account = ("quickbooks", self.base_url, self.realm_id if self._gates is None else "")
+            self._gate = gate_for(
+                self._gates, self.connection_id, "QuickBooks", self._rate, account
             )
-        return self._pacer
+        return self._gate
 
     def _call(
         self,
@@ -461,12 +480,7 @@ class QuickBooksInvoiceProvider:
         for attempt in (1, 2):
             self._calls.count = self.request_count + 1
             heartbeat(doing)
-            if self.pacer.wait(MAX_PACING_WAIT) is None:
-                raise ProviderRateLimited(
-                    f"QuickBooks {doing}: this worker's requests to the company are paced under "
-                    f"QuickBooks' rate limit and none is free within {MAX_PACING_WAIT:g} s",
-                    timedelta(seconds=MAX_PACING_WAIT),
-                )
+            self.gate.before_request(doing)
             # The token is taken once the request may go: one taken before the wait could
             # expire during it. After a refusal (attempt 2) it is the token refreshed below.
             heartbeat(f"{doing}: access token")
@@ -490,7 +504,11 @@ class QuickBooksInvoiceProvider:
             if response.status_code == 401 and attempt == 1:
                 self.tokens.after_rejection(token)
                 continue
-            return self._body(doing, response)
+            try:
+                return self._body(doing, response)
+            except ProviderRateLimited as err:
+                self.gate.refused_for_rate(err)
+                raise
         raise AssertionError("unreachable")
 
     def _body(self, doing: str, response: httpx.Response) -> dict[str, Any]:

@@ -40,7 +40,12 @@ from billbridge.activities.providers.base import (
     heartbeat_running_activity,
     provider_request_timeout,
 )
-from billbridge.activities.providers.pacing import RequestPacer, pacer_for
+from billbridge.activities.providers.gate import (
+    GateFactory,
+    RequestGate,
+    connection_rate,
+    gate_for,
+)
 from billbridge.activities.providers.stripe_balance import BalanceReading, read_ledger
 from billbridge.core.breakdown import ExportLine, InvoiceBreakdown
 from billbridge.core.config import Settings
@@ -98,14 +103,12 @@ DEFAULT_DAYS_UNTIL_DUE = 30
 # Where the local Stripe emulator listens when STRIPE_API_BASE is unset (workers start it).
 LOCAL_EMULATOR_PORT = 12111
 # Stripe's basic rate limiter: "Live mode: 100 operations; Sandbox: 25 operations" per second
-# (https://docs.stripe.com/rate-limits). A worker process paces its requests per account to
-# PACED_SHARE of that (activities/providers/pacing.py); the rest is left to the account's other
-# users (the CLI's checks, the Dashboard, other integrations). Requests that would wait longer
-# than MAX_PACING_WAIT are not sent: the step is retried later (ProviderRateLimited).
+# (https://docs.stripe.com/rate-limits). Every request waits for its turn at the connection's gate
+# (activities/providers/gate.py), shared by all workers, at the connection's
+# `requests_per_second` or PACED_SHARE of that; the rest is left to the account's other users
+# (the CLI's checks, the Dashboard, other integrations).
 LIVE_REQUESTS_PER_SECOND = 100.0
 TEST_REQUESTS_PER_SECOND = 25.0
-PACED_SHARE = 0.95
-MAX_PACING_WAIT = 10.0
 
 
 def idempotency_key(invoice_id: str, step: str) -> str:
@@ -620,6 +623,8 @@ class StripeInvoiceProvider:
         api_base: str,
         *,
         options: ConnectionSettings | None = None,
+        connection_id: str = name,
+        gates: GateFactory | None = None,
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self.options = options or ConnectionSettings()
@@ -633,11 +638,12 @@ class StripeInvoiceProvider:
         )
         # One provider serves every activity thread of a worker; each push counts its own calls.
         self._calls = threading.local()
-        # Test keys meet the sandbox limit, live keys the live one; one pacer per account (its
-        # key, hashed: the registry outlives the provider) in this process.
+        # Test keys meet the sandbox limit, live keys the live one. Without the store's gates,
+        # one pacer per account (its key, hashed: the registry outlives the provider).
         limit = TEST_REQUESTS_PER_SECOND if self._test_mode else LIVE_REQUESTS_PER_SECOND
         account = hashlib.sha256(f"{self.api_base} {api_key}".encode()).hexdigest()
-        self.pacer: RequestPacer = pacer_for(("stripe", account), limit * PACED_SHARE)
+        rate = connection_rate(self.options.requests_per_second, limit)
+        self.gate: RequestGate = gate_for(gates, connection_id, "Stripe", rate, ("stripe", account))
         # Mapped products rarely change: resolved ones are remembered for a few minutes, which
         # spares every export a read per item (a product deleted meanwhile fails add_lines).
         self._items: dict[str, tuple[str, float]] = {}
@@ -651,7 +657,13 @@ class StripeInvoiceProvider:
     def from_settings(cls, settings: Settings, config: ConnectionConfig) -> StripeInvoiceProvider:
         """The connection's own API key when it has one, else STRIPE_API_KEY."""
         api_base = settings.api_base(cls.name) or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}"
-        return cls(config.api_key or settings.stripe_api_key, api_base, options=config.settings)
+        return cls(
+            config.api_key or settings.stripe_api_key,
+            api_base,
+            options=config.settings,
+            connection_id=config.connection_id,
+            gates=config.gates,
+        )
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -1305,17 +1317,15 @@ class StripeInvoiceProvider:
         self._calls.count = self.request_count + 1
         heartbeat = getattr(self._calls, "heartbeat", None) or heartbeat_running_activity
         heartbeat(doing)
-        if self.pacer.wait(MAX_PACING_WAIT) is None:
-            raise ProviderRateLimited(
-                f"Stripe {doing}: this worker's requests to the account are paced under Stripe's "
-                f"rate limit and none is free within {MAX_PACING_WAIT:g} s",
-                timedelta(seconds=MAX_PACING_WAIT),
-            )
+        self.gate.before_request(doing)
         try:
             with deadline.within(provider_request_timeout()):
                 result = method(*args, **kwargs)
         except stripe.StripeError as err:
-            raise translate_stripe_error(err, doing) from err
+            error = translate_stripe_error(err, doing)
+            if isinstance(err, stripe.RateLimitError) and err.code != "lock_timeout":
+                self.gate.refused_for_rate(error)  # an object lock is not the rate limit
+            raise error from err
         heartbeat(f"{doing}: answered")
         return result
 

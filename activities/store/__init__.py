@@ -15,7 +15,8 @@ same SQLite file can be used by a worker and a CLI at the same time (see
 - ``exports``: export records, invoices waiting for a fix, failed attempts;
 - ``usage``: usage events (Orb's ingestion shape), totals per dimension and hour;
 - ``marketplace``: marketplace links, dimension mappings, the metering ledger;
-- ``metering_queue``: records queued for sending, batched across customers.
+- ``metering_queue``: records queued for sending, batched across customers;
+- ``gates``: each connection's pause switch and request rate, shared by every worker.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from billbridge.activities.store.connections import ConnectionMixin
 from billbridge.activities.store.customers import CustomerMixin
 from billbridge.activities.store.errors import InvoiceConflictError, StoreError
 from billbridge.activities.store.exports import ExportMixin
+from billbridge.activities.store.gates import GateMixin, GateRow, GateTurn
 from billbridge.activities.store.invoices import VOLATILE_INVOICE_FIELDS, InvoiceMixin
 from billbridge.activities.store.mappings import MappingMixin
 from billbridge.activities.store.marketplace import (
@@ -66,6 +68,8 @@ __all__ = [
     "ExportAttemptTable",
     "ExportRecordTable",
     "ExportRow",
+    "GateRow",
+    "GateTurn",
     "InvoiceConflictError",
     "InvoiceLineTable",
     "InvoiceTable",
@@ -91,6 +95,7 @@ class Store(
     UsageMixin,
     MarketplaceMixin,
     MeteringQueueMixin,
+    GateMixin,
     StoreBase,
 ):
     """All of billbridge's persistent state. One instance per process is enough."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Index, Text
+from sqlalchemy import Boolean, DateTime, Float, Index, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -217,6 +217,28 @@ class LedgerTable(_StoreModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+class ConnectionGateTable(_StoreModel, table=True):
+    """One connection's pause switch and its request rate, shared by every worker process.
+
+    `next_start` is the GCRA's theoretical arrival time (Unix seconds) of the connection's next
+    request; `factor` (0 < factor <= 1) is the share of the configured rate used since the
+    provider last refused a request for its rate (it recovers with time, from `factor_at`).
+    """
+
+    __tablename__ = "connection_gates"
+
+    connection_id: str = Field(primary_key=True)
+    paused: bool = Field(default=False, sa_type=Boolean)
+    pause_reason: str = Field(default="", sa_type=Text)
+    paused_since: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    resumed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    next_start: float = Field(default=0.0, sa_type=Float)
+    factor: float = Field(default=1.0, sa_type=Float)
+    factor_at: float = Field(default=0.0, sa_type=Float)
+    throttled_count: int = 0
+    updated_at: datetime = _ts()
+
+
 _TABLES = [
     AccountSettingTable,
     InvoiceTable,
@@ -232,6 +254,7 @@ _TABLES = [
     DimensionMappingTable,
     MarketplaceRequestTable,
     LedgerTable,
+    ConnectionGateTable,
 ]
 
 
