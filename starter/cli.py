@@ -33,6 +33,7 @@ from billbridge.starter.commands import (
     exports,
     mappings,
     marketplace,
+    reconcile,
     usage,
 )
 from billbridge.starter.commands import settings as settings_commands
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         exports,
         usage,
         marketplace,
+        reconcile,
     ):
         group.add_parser(sub)
 
