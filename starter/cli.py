@@ -35,6 +35,7 @@ from billbridge.starter.commands import (
     mappings,
     marketplace,
     provider,
+    reconcile,
     usage,
 )
 from billbridge.starter.commands import settings as settings_commands
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage,
         marketplace,
         provider,
+        reconcile,
     ):
         group.add_parser(sub)
 

@@ -173,9 +173,10 @@ def test_two_worker_processes_keep_to_one_rate_together(tmp_path: Path) -> None:
     assert [json.loads(out) for out in outputs] == [[], []]
     assert len(requests) == 2 * 8 * each
     assert [r.status for r in requests if r.status != 200] == []
-    # One rate for both: the 80 requests took at least 79 intervals of 1 / (0.95 x 25).
+    # One rate for both: the 80 requests spread over about 79 intervals of 1 / (0.95 x 25)
+    # (3.3 s; arrivals jitter a little on a busy machine). Two rates would take half that.
     span = requests[-1].at - requests[0].at
-    assert span >= 79 / (25 * 0.95) * 0.97
+    assert span >= 79 / 25 * 0.9
 
 
 def test_a_429_from_stripe_slows_the_connection_for_every_worker(store: Store) -> None:

@@ -8,8 +8,9 @@ Between them `check_plan` proves the plan's totals equal the billing totals to t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from temporalio import activity
@@ -21,7 +22,14 @@ from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import TotalMismatch
 from billbridge.core.messages import PushResult
 from billbridge.core.models import Customer, Invoice
+
+# What list_exported yields; defined beside the comparison that reads it (pure, in core).
+from billbridge.core.reconcile import ProviderInvoice as ProviderInvoice
 from billbridge.core.timeouts import request_timeout
+
+# The most provider invoices one `billbridge reconcile` reads: more is an error asking for a
+# narrower --since, not an endless read.
+MAX_RECONCILED = 100_000
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,16 @@ class InvoiceProvider(Protocol):
 
     def push(self, plan: Plan, context: PushContext) -> PushResult:
         """Write the plan; safe to call again after any failure (idempotent)."""
+
+    def export_ref(self, invoice: Invoice) -> str:
+        """What the provider invoice of `invoice` carries that ties it back to it (the
+        `ref` list_exported reports): its id, the external id made from it, its number."""
+
+    def list_exported(self, since: datetime | None) -> Iterator[ProviderInvoice]:
+        """The provider's invoices created at or after `since` (None: all) that carry a
+        billbridge tie, read with the provider's list API page by page, every request through
+        the module's own request path (pacing, deadlines, heartbeats). For
+        `billbridge reconcile` (core/reconcile.py)."""
 
 
 def check_plan(plan: Plan, breakdown: InvoiceBreakdown) -> None:

@@ -41,12 +41,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.activities.providers.base import (
+    MAX_RECONCILED,
+    ConnectionConfig,
+    Plan,
+    ProviderInvoice,
+    PushContext,
+)
 from billbridge.activities.providers.billcom_client import (
     LOCAL_EMULATOR_PORT,
     PROCESS_LIMITS,
@@ -162,6 +169,23 @@ def configured_api_base(settings: Settings) -> str:
     """BILLCOM_API_BASE as core/config.py resolved it (unset: the local emulator)."""
     base = settings.api_base(BillcomInvoiceProvider.name)
     return (base or f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}").rstrip("/")
+
+
+def _totals(invoice: Mapping[str, Any]) -> tuple[Decimal, Decimal]:
+    """(totalAmount, dueAmount) as BILL holds them (two-decimal amounts)."""
+    total = Decimal(str(invoice["totalAmount"]))
+    return total, Decimal(str(invoice.get("dueAmount", total)))
+
+
+def _bill_time(text: Any) -> datetime | None:
+    """`createdTime` as BILL writes it (2025-09-01T12:00:00.000+0000); None if unreadable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _active(row: Mapping[str, Any]) -> bool:
@@ -372,9 +396,45 @@ class BillcomInvoiceProvider:
 
     def read_totals(self, invoice_id: str) -> tuple[Decimal, Decimal]:
         """(totalAmount, dueAmount) of an invoice, as BILL holds them."""
-        invoice = self.read_invoice(invoice_id)
-        total = Decimal(str(invoice["totalAmount"]))
-        return total, Decimal(str(invoice.get("dueAmount", total)))
+        return _totals(self.read_invoice(invoice_id))
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def export_ref(self, invoice: Invoice) -> str:
+        """The invoice number the export sends (the billing number, else the invoice id): BILL
+        invoices have no field of billbridge's own, so the number is the tie (see plan)."""
+        return invoice.invoice_number or invoice.id
+
+    def list_exported(self, since: datetime | None) -> Iterator[ProviderInvoice]:
+        """Every invoice created at or after `since`: `GET /v3/invoices` with
+        `filters=createdTime:gte:"<ISO 8601>"`, page by page (`max`, `page` = `nextPage`;
+        https://developer.bill.com/docs/search-op-with-lists). Tied by number, so unmarked:
+        core/reconcile.py reports only those whose number is one of billbridge's. Archived
+        invoices (a duplicate _keep_oldest archived, one whose total differed) do not count.
+        The list does not say the currency (an invoice is in its customer's)."""
+        filters = ""
+        if since is not None:
+            moment = since.astimezone(UTC) if since.tzinfo is not None else since
+            # Quoted as BILL's own examples quote date-time values.
+            filters = f'createdTime:gte:"{moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")}"'
+        rows = self.client.each_row(
+            "listing invoices", "/v3/invoices", filters, at_most=MAX_RECONCILED
+        )
+        for row in rows:
+            number = row.get("invoiceNumber")
+            if not number:
+                continue
+            total, _ = _totals(row)
+            yield ProviderInvoice(
+                provider_invoice_id=str(row["id"]),
+                ref=str(number),
+                total=total,
+                currency=None,
+                status=str(row.get("status") or row.get("recordStatus") or ""),
+                created_at=_bill_time(row.get("createdTime")),
+                marked=False,
+                active=_active(row),
+            )
 
     # -- plan (no writes; reads a customer's currency once) --------------------------------------
 

@@ -381,26 +381,37 @@ class BillcomClient:
     def list_all(
         self, doing: str, path: str, filters: str, *, at_most: int = LIST_PAGE * MAX_LIST_PAGES
     ) -> list[dict[str, Any]]:
-        """Every row of a filtered list, page by page (`max`, `page` = the last `nextPage`)."""
-        rows: list[dict[str, Any]] = []
+        """Every row of a filtered list (see each_row)."""
+        return list(self.each_row(doing, path, filters, at_most=at_most))
+
+    def each_row(
+        self, doing: str, path: str, filters: str, *, at_most: int = LIST_PAGE * MAX_LIST_PAGES
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of a list, page by page (`max`, `page` = the last `nextPage`), filtered
+        unless `filters` is empty. More than `at_most` rows is an error, not an endless read."""
+        read = 0
         page: str | None = None
         while True:
-            params = {"filters": filters, "max": str(LIST_PAGE)}
+            params = {"max": str(LIST_PAGE)}
+            if filters:
+                params["filters"] = filters
             if page:
                 params["page"] = page
             body = self.call(doing, "GET", path, params=params)
             results = body.get("results") if isinstance(body, dict) else None
             if not isinstance(results, list):
                 raise ProviderUnavailable(f"BILL {doing}: the list answer has no results")
-            rows.extend(r for r in results if isinstance(r, dict))
-            if len(rows) > at_most:
+            rows = [r for r in results if isinstance(r, dict)]
+            read += len(rows)
+            if read > at_most:
                 raise ProviderLimitExceeded(
                     f"BILL {doing}: more than {at_most} rows match {filters!r}; billbridge reads "
                     f"at most {at_most} here"
                 )
+            yield from rows
             page = body.get("nextPage") or None
             if not page or not results:
-                return rows
+                return
 
     def _error(self, doing: str, response: httpx.Response, errors: list[Any]) -> Exception:
         now = datetime.fromtimestamp(self._clock(), UTC)

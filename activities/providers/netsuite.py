@@ -48,14 +48,21 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from billbridge.activities.providers import deadline
-from billbridge.activities.providers.base import ConnectionConfig, Plan, PushContext
+from billbridge.activities.providers.base import (
+    MAX_RECONCILED,
+    ConnectionConfig,
+    Plan,
+    ProviderInvoice,
+    PushContext,
+)
 from billbridge.activities.providers.gate import gate_for
 from billbridge.activities.providers.line_numbers import (
     json_number,
@@ -504,6 +511,47 @@ class NetSuiteInvoiceProvider:
             raise ProviderInvoiceMissing(f"NetSuite invoice {internal_id} does not exist")
         total = Decimal(str(invoice.get("total", "0")))
         return total, Decimal(str(invoice.get("amountRemaining", total)))
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def export_ref(self, invoice: Invoice) -> str:
+        """The external id the export upserts the invoice by (`external_id`)."""
+        return external_id(invoice.id)
+
+    def list_exported(self, since: datetime | None) -> Iterator[ProviderInvoice]:
+        """Every invoice with an external id created on or after `since`'s day, by SuiteQL
+        (``POST query/v1/suiteql``, paged with limit and offset: "Executing SuiteQL Queries
+        Through REST Web Services", section_157909186990.html): one query for the invoices of
+        the ``transaction`` table (type ``CustInvc``; ``foreigntotal``: the total in the
+        invoice's currency), one for the currencies' ISO codes. ``createddate`` is compared
+        with ``TO_DATE`` at day precision in the account's time zone, and SuiteQL formats it
+        after the user's preferences, so the time of creation is not read back (None): the
+        date filter stands. External ids may come from other integrations too (unmarked)."""
+        symbols = {
+            str(row.get("id")): str(row.get("symbol"))
+            for row in self.client.suiteql(
+                "reading the currencies", "SELECT id, symbol FROM currency"
+            )
+        }
+        where = "type = 'CustInvc' AND externalid IS NOT NULL"
+        if since is not None:
+            where += f" AND createddate >= TO_DATE('{since.date().isoformat()}', 'YYYY-MM-DD')"
+        rows = self.client.suiteql_rows(
+            "listing invoices",
+            "SELECT id, externalid, foreigntotal, currency FROM transaction "
+            f"WHERE {where} ORDER BY id",
+            at_most=MAX_RECONCILED,
+        )
+        for row in rows:
+            if not row.get("externalid"):
+                continue
+            yield ProviderInvoice(
+                provider_invoice_id=str(row["id"]),
+                ref=str(row["externalid"]),
+                total=Decimal(str(row.get("foreigntotal") or "0")),
+                currency=symbols.get(str(row.get("currency"))),
+                marked=False,
+            )
 
     def read_invoice(self, billing_invoice_id: str) -> dict[str, Any] | None:
         return self.client.get(

@@ -249,16 +249,23 @@ class NetSuiteClient:
     def suiteql(
         self, doing: str, query: str, *, at_most: int = MAX_QUERY_ROWS
     ) -> list[dict[str, Any]]:
-        """Every row of a SuiteQL query, page by page ("Executing SuiteQL Queries Through REST Web
+        """Every row of a SuiteQL query (see suiteql_rows)."""
+        return list(self.suiteql_rows(doing, query, at_most=at_most))
+
+    def suiteql_rows(
+        self, doing: str, query: str, *, at_most: int = MAX_QUERY_ROWS
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of a SuiteQL query, page by page ("Executing SuiteQL Queries Through REST Web
         Services", https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/
-        section_157909186990.html; ``Prefer: transient`` as its example sends)."""
-        rows: list[dict[str, Any]] = []
+        section_157909186990.html; ``Prefer: transient`` as its example sends). More than
+        `at_most` rows is an error, not an endless read."""
+        read = 0
         while True:
             response = self.call(
                 doing,
                 "POST",
                 "query/v1/suiteql",
-                params={"limit": str(QUERY_PAGE), "offset": str(len(rows))},
+                params={"limit": str(QUERY_PAGE), "offset": str(read)},
                 json_body={"q": query},
                 headers={"Prefer": "transient"},
             )
@@ -266,14 +273,15 @@ class NetSuiteClient:
             if not isinstance(body, dict):
                 raise ProviderUnavailable(f"NetSuite {doing}: the answer is not a JSON object")
             page = [row for row in body.get("items") or [] if isinstance(row, dict)]
-            rows.extend(page)
-            if len(rows) > at_most:
+            read += len(page)
+            if read > at_most:
                 raise ProviderLimitExceeded(
                     f"NetSuite {doing}: more than {at_most} rows match; billbridge reads at most "
                     f"{at_most} here"
                 )
+            yield from page
             if not body.get("hasMore") or not page:
-                return rows
+                return
 
 
 def _json(response: httpx.Response) -> Any:

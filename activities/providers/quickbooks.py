@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,8 +46,10 @@ import httpx
 from billbridge.activities.oauth import OAuthApp, OAuthEndpoints, TokenKeeper
 from billbridge.activities.providers import deadline
 from billbridge.activities.providers.base import (
+    MAX_RECONCILED,
     ConnectionConfig,
     Plan,
+    ProviderInvoice,
     PushContext,
     heartbeat_running_activity,
     provider_request_timeout,
@@ -244,6 +246,12 @@ def api_base(settings: Settings, environment: str = "") -> str:
 def _number(value: Decimal) -> float:
     """A Decimal as a JSON number with the same value (QuickBooks' numbers are doubles)."""
     return float(json_number(value))
+
+
+def _totals(invoice: Mapping[str, Any]) -> tuple[Decimal, Decimal]:
+    """(TotalAmt, Balance) of an invoice as QuickBooks holds them (two-decimal amounts, whose
+    JSON number text is exact)."""
+    return Decimal(str(invoice["TotalAmt"])), Decimal(str(invoice["Balance"]))
 
 
 def _quote(value: str) -> str:
@@ -535,27 +543,43 @@ class QuickBooksInvoiceProvider:
     def _query(
         self, doing: str, entity: str, where: str, *, at_most: int = MAX_QUERY_ROWS
     ) -> list[dict[str, Any]]:
-        """Every row of `select * from entity where ...`, page by page (STARTPOSITION is
-        1-based, MAXRESULTS at most 1000: developer.intuit.com, Accounting API, Data queries).
+        """Every row of `select * from entity where ...` (see _query_rows)."""
+        return list(self._query_rows(doing, entity, where, at_most=at_most))
+
+    def _query_rows(
+        self,
+        doing: str,
+        entity: str,
+        where: str | None,
+        *,
+        order_by: str | None = None,
+        at_most: int = MAX_QUERY_ROWS,
+    ) -> Iterator[dict[str, Any]]:
+        """The rows of `select * from entity [where ...] [orderby ...]`, page by page
+        (STARTPOSITION is 1-based, MAXRESULTS at most 1000: developer.intuit.com, Accounting
+        API, "Query operations and syntax").
 
         More than `at_most` rows is an error, not an endless read.
         """
-        rows: list[dict[str, Any]] = []
+        read = 0
+        clauses = (f" where {where}" if where else "") + (
+            f" orderby {order_by}" if order_by else ""
+        )
         while True:
             sql = (
-                f"select * from {entity} where {where} "
-                f"startposition {len(rows) + 1} maxresults {QUERY_PAGE}"
+                f"select * from {entity}{clauses} startposition {read + 1} maxresults {QUERY_PAGE}"
             )
             body = self._call(doing, "GET", "query", params={"query": sql})
             page = body.get("QueryResponse", {}).get(entity, [])
-            rows.extend(page)
-            if len(rows) > at_most:
+            read += len(page)
+            if read > at_most:
                 raise ProviderLimitExceeded(
                     f"QuickBooks {doing}: more than {at_most} {entity} rows match; billbridge "
                     f"reads at most {at_most} here"
                 )
+            yield from page
             if len(page) < QUERY_PAGE:
-                return rows
+                return
 
     # -- company settings -------------------------------------------------------------------------
 
@@ -759,8 +783,50 @@ class QuickBooksInvoiceProvider:
 
     def read_totals(self, invoice_id: str) -> tuple[Decimal, Decimal]:
         """(TotalAmt, Balance) of an invoice, as QuickBooks holds them."""
-        invoice = self.read_invoice(invoice_id)
-        return Decimal(str(invoice["TotalAmt"])), Decimal(str(invoice["Balance"]))
+        return _totals(self.read_invoice(invoice_id))
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def export_ref(self, invoice: Invoice) -> str:
+        """The billing invoice id, which the invoice's PrivateNote carries after MARKER."""
+        return invoice.id
+
+    def list_exported(self, since: datetime | None) -> Iterator[ProviderInvoice]:
+        """Every invoice whose PrivateNote carries billbridge's marker, created at or after
+        `since`: `select * from Invoice where MetaData.CreateTime >= '...' orderby
+        MetaData.CreateTime` page by page (developer.intuit.com, Accounting API, "Query
+        operations and syntax": MetaData.CreateTime takes the comparison operators).
+        PrivateNote is not a queryable field, so the marker is checked here. A voided invoice
+        stays with zero amounts (UNCONFIRMED whether QuickBooks keeps its PrivateNote): if it
+        does, it shows as a total mismatch, for a person to look at."""
+        where = None
+        if since is not None:
+            moment = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+            where = f"MetaData.CreateTime >= {_quote(moment.isoformat(timespec='seconds'))}"
+        rows = self._query_rows(
+            "listing invoices",
+            "Invoice",
+            where,
+            # Oldest first: an invoice created while the list is read lands on a later page.
+            order_by="MetaData.CreateTime",
+            at_most=MAX_RECONCILED,
+        )
+        for row in rows:
+            note = str(row.get("PrivateNote") or "")
+            if not note.startswith(MARKER):
+                continue
+            # "billbridge invoice <id>", or "... (number <n>)" when DocNumber could not hold it.
+            ref = note[len(MARKER) :].partition(" (number ")[0]
+            total, balance = _totals(row)
+            created = (row.get("MetaData") or {}).get("CreateTime")
+            yield ProviderInvoice(
+                provider_invoice_id=str(row["Id"]),
+                ref=ref,
+                total=total,
+                currency=(row.get("CurrencyRef") or {}).get("value"),
+                status="paid" if balance == 0 else "open",
+                created_at=datetime.fromisoformat(created) if created else None,
+            )
 
     # -- plan (pure) ---------------------------------------------------------------------------
 

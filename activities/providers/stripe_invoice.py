@@ -34,8 +34,10 @@ import stripe
 
 from billbridge.activities.providers import deadline, stripe_currencies
 from billbridge.activities.providers.base import (
+    MAX_RECONCILED,
     ConnectionConfig,
     Plan,
+    ProviderInvoice,
     PushContext,
     heartbeat_running_activity,
     provider_request_timeout,
@@ -748,6 +750,38 @@ class StripeInvoiceProvider:
             for item_id, product in products.items():
                 self._items[item_id] = (product, now + ITEM_CACHE_SECONDS)
         return products
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def export_ref(self, invoice: Invoice) -> str:
+        """The billing invoice id, which every invoice of an export carries in its metadata."""
+        return invoice.id
+
+    def list_exported(self, since: datetime | None) -> Iterator[ProviderInvoice]:
+        """Every invoice with billbridge's metadata created at or after `since`: `GET
+        /v1/invoices` with `created[gte]`, newest first, paged with `starting_after`
+        (https://docs.stripe.com/api/invoices/list). Strongly consistent, unlike search. A
+        draft counts (leave_as_draft exports one); a void invoice does not."""
+        params: dict[str, Any] = {"limit": 100}
+        if since is not None:
+            params["created"] = {"gte": _unix(since)}
+        listed = self._list_all(
+            "listing invoices", self.client.v1.invoices.list, params=params, at_most=MAX_RECONCILED
+        )
+        for invoice in listed:
+            ref = _metadata(invoice, METADATA_INVOICE)
+            if ref is None:
+                continue
+            yield ProviderInvoice(
+                provider_invoice_id=str(invoice.id),
+                ref=ref,
+                # Stripe's minor units, not ISO 4217's (ISK: two decimals at Stripe).
+                total=stripe_currencies.from_stripe_minor(invoice.total, invoice.currency),
+                currency=str(invoice.currency).upper(),
+                status=str(invoice.status),
+                created_at=datetime.fromtimestamp(invoice.created, UTC),
+                active=invoice.status != "void",
+            )
 
     # -- plan (pure) ---------------------------------------------------------------------------
 

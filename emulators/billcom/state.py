@@ -24,6 +24,7 @@ MAX_INVOICE_NUMBER = 100  # invoiceNumber "length <= 100" (reference: createinvo
 DEFAULT_PAGE_SIZE = 20  # UNCONFIRMED: the default of `max`
 FILTER_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "sw")  # of eq ne gt gte lt lte in nin sw
 CENT = Decimal("0.01")
+TIME_FIELDS = frozenset({"createdTime", "updatedTime"})
 
 # Fields a create accepts (reference pages createcustomer, createinvoice, createitem); any other
 # is refused as an unknown parameter (BDC_1002).
@@ -335,7 +336,7 @@ class Store:
         table = {"customer": self.customers, "item": self.items, "invoice": self.invoices}[kind]
         rows = sorted(table.values(), key=lambda row: row["id"])
         for field, op, value in _filters(params.get("filters", "")):
-            rows = [row for row in rows if _matches(row.get(field), op, value)]
+            rows = [row for row in rows if _matches(row.get(field), op, value, field)]
         size = _page_size(params.get("max"))
         start = _page_start(params.get("page"))
         page = rows[start : start + size]
@@ -345,36 +346,77 @@ class Store:
         return out
 
 
+def _split_filters(text: str) -> list[str]:
+    """The comma-separated filters; a comma inside a double-quoted value is the value's
+    (`invoiceCurrency:in:"USD,CAD"` is one filter in BILL's own examples)."""
+    parts, current, quoted = [], "", False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [part for part in parts if part]
+
+
 def _filters(text: str) -> list[tuple[str, str, str]]:
     """Comma-separated ``field:op:value``; values are not escaped, so a value keeps whatever
-    follows the second colon."""
+    follows the second colon. A double-quoted value is taken without its quotes, as BILL's
+    examples write date-times and text (``createdTime:gte:"2025-09-01T00:00:00.000Z"``)."""
     found = []
-    for part in filter(None, text.split(",")):
+    for part in _split_filters(text):
         field, _, rest = part.partition(":")
         op, _, value = rest.partition(":")
         if not field or op not in FILTER_OPS:
             if op in ("in", "nin"):
                 raise errors.invalid(f"filter operator {op} is not emulated")
             raise errors.invalid(f"invalid filter {part!r}: expected field:op:value")
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1]
+        if field in TIME_FIELDS and _instant(value) is None:
+            raise errors.invalid(f"{field}: {value!r} is not an ISO 8601 date-time")
         found.append((field, op, value))
     return found
 
 
-def _matches(actual: Any, op: str, value: str) -> bool:
-    """Text comparison of the field's JSON value (true/false for booleans).
+def _instant(text: str) -> datetime | None:
+    """A createdTime/updatedTime value: an ISO 8601 date-time in one of the forms BILL lists
+    (https://developer.bill.com/docs/search-op-with-lists: yyyy-MM-dd'T'HH:mm:ss.SSSX down to
+    yyyy-MM-dd); without an offset, UTC (UNCONFIRMED)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _matches(actual: Any, op: str, value: str, field: str = "") -> bool:
+    """Text comparison of the field's JSON value (true/false for booleans); createdTime and
+    updatedTime compare as instants.
 
     UNCONFIRMED: whether eq on text is case-sensitive (compared case-folded here, so e-mail
-    addresses match whatever their case) and how numbers and dates compare (as text here)."""
+    addresses match whatever their case) and how numbers compare (as text here)."""
     if actual is None:
         text = ""
     elif isinstance(actual, bool):
         text = "true" if actual else "false"
     else:
         text = str(actual)
+    if field in TIME_FIELDS and op != "sw":
+        moment, bound = _instant(text), _instant(value)
+        if moment is None or bound is None:
+            return False
+        return _compared(op, (moment > bound) - (moment < bound))
     text, value = text.casefold(), value.casefold()
     if op == "sw":
         return text.startswith(value)
-    comparison = (text > value) - (text < value)
+    return _compared(op, (text > value) - (text < value))
+
+
+def _compared(op: str, comparison: int) -> bool:
     return {
         "eq": comparison == 0,
         "ne": comparison != 0,

@@ -38,6 +38,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -115,6 +116,13 @@ class AccountSettings:
     # UNCONFIRMED: whether NetSuite rounds an amount with more decimals than the currency keeps
     # (True) or refuses it with INVALID_CONTENT (False).
     round_amounts: bool = True
+
+
+def _suiteql_time(value: Any) -> str | None:
+    """An ISO 8601 time as SuiteQL rows carry it here: ``YYYY-MM-DD HH:MM:SS``."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _ref(value: Any) -> str | None:
@@ -308,6 +316,9 @@ class Store:
                     "externalid": r.get("externalId"),
                     "entity": _ref(r.get("entity")),
                     "foreigntotal": str(r.get("total")),
+                    "currency": _ref(r.get("currency")),
+                    # The account's time zone is UTC here (see suiteql.py for the format).
+                    "createddate": _suiteql_time(r.get("createdDate")),
                 }
                 for r in self.records["invoice"].values()
             ]
@@ -380,6 +391,9 @@ class Store:
             )
         record_id = existing or self._new_id(rtype)
         merged["id"] = record_id
+        if existing is None and rtype == "invoice":
+            # Read-only on the record (REST's invoice `createdDate`, ISO 8601 with offset).
+            merged["createdDate"] = datetime.now(UTC).isoformat(timespec="seconds")
         if existing and current.get("externalId") and current["externalId"] != new_external:
             self.external[table].pop(str(current["externalId"]), None)
         self.records[table][record_id] = merged

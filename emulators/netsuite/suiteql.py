@@ -5,10 +5,15 @@
 ``POST /services/rest/query/v1/suiteql`` with the query in the body's ``q``, paging with
 ``limit`` and ``offset`` in the URL; the example in "Using SuiteQL with SuiteTalk REST Web
 Services" (section_158394344595.html) sends ``Prefer: transient``. Conditions: ``col = literal``,
-``col IN (literal, ...)``, joined by AND; literals are single-quoted strings (``''`` escapes a
-quote) or numbers. Column names are case-insensitive and come back lower-cased; values come back
-as strings (UNCONFIRMED: the REST answer's value types), booleans as ``T``/``F`` as SuiteQL keeps
-them. Anything else is refused with 400 INVALID_PARAMETER (UNCONFIRMED code).
+``col IN (literal, ...)``, ``col IS [NOT] NULL``, and ``col < > <= >= TO_DATE('YYYY-MM-DD',
+'YYYY-MM-DD')`` on date-time columns (SuiteQL is Oracle SQL: TO_DATE is among its supported
+functions, "SuiteQL Supported and Unsupported Functions", section_157938436398.html), joined by
+AND; literals are single-quoted strings (``''`` escapes a quote) or numbers. Column names are
+case-insensitive and come back lower-cased; values come back as strings (UNCONFIRMED: the REST
+answer's value types), booleans as ``T``/``F`` as SuiteQL keeps them, date-times as
+``YYYY-MM-DD HH:MM:SS`` in the account's time zone, UTC here (UNCONFIRMED: NetSuite formats
+them after the user's date preferences). Anything else is refused with 400 INVALID_PARAMETER
+(UNCONFIRMED code).
 """
 
 from __future__ import annotations
@@ -16,21 +21,54 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import errors
 
 TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)|(?P<word>[A-Za-z_][\w.]*)"
-    r"|(?P<symbol>[(),=*]))"
+    r"|(?P<symbol><=|>=|[(),=*<>]))"
 )
+
+
+COMPARISONS = ("<", ">", "<=", ">=")
+
+
+@dataclass(frozen=True)
+class Condition:
+    column: str
+    op: str  # "in" (= is a one-value IN), "null", "not null", or one of COMPARISONS
+    values: tuple[str, ...] = ()
+    moment: datetime | None = None  # the TO_DATE bound of a comparison
+
+    def holds(self, row: dict[str, Any]) -> bool:
+        value = row.get(self.column)
+        if self.op == "null":
+            return value in (None, "")
+        if self.op == "not null":
+            return value not in (None, "")
+        if self.op == "in":
+            return str(value if value is not None else "") in self.values
+        if value in (None, "") or self.moment is None:
+            return False
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return False
+        return {
+            "<": moment < self.moment,
+            ">": moment > self.moment,
+            "<=": moment <= self.moment,
+            ">=": moment >= self.moment,
+        }[self.op]
 
 
 @dataclass(frozen=True)
 class Query:
     table: str
     columns: tuple[str, ...]  # () = *
-    conditions: tuple[tuple[str, tuple[str, ...]], ...]  # (column, allowed values)
+    conditions: tuple[Condition, ...]
     order_by: str | None = None
 
 
@@ -84,7 +122,22 @@ def parse(text: str) -> Query:
             columns.append(take("word").lower())
     take("word", "FROM")
     table = take("word").lower()
-    conditions: list[tuple[str, tuple[str, ...]]] = []
+
+    def to_date() -> datetime:
+        """``TO_DATE('2024-01-15', 'YYYY-MM-DD')``: the only date format emulated."""
+        take("word", "TO_DATE")
+        take("symbol")
+        text = take("string")
+        take("symbol")
+        if take("string").upper() != "YYYY-MM-DD":
+            raise errors.invalid_parameter("Invalid search query: TO_DATE format not emulated")
+        take("symbol")
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError as err:
+            raise errors.invalid_parameter(f"Invalid search query: {text!r} is no date") from err
+
+    conditions: list[Condition] = []
     if peek_word("WHERE"):
         take("word")
         while True:
@@ -97,11 +150,22 @@ def parse(text: str) -> Query:
                     take("symbol")
                     values.append(_literal(take()))
                 take("symbol")
-                conditions.append((column, tuple(values)))
+                conditions.append(Condition(column, "in", tuple(values)))
+            elif peek_word("IS"):
+                take("word")
+                negated = peek_word("NOT")
+                if negated:
+                    take("word")
+                take("word", "NULL")
+                conditions.append(Condition(column, "not null" if negated else "null"))
             else:
-                if take("symbol") != "=":
+                op = take("symbol")
+                if op in COMPARISONS:
+                    conditions.append(Condition(column, op, moment=to_date()))
+                elif op == "=":
+                    conditions.append(Condition(column, "in", (_literal(take()),)))
+                else:
                     raise errors.invalid_parameter("Invalid search query: expected =")
-                conditions.append((column, (_literal(take()),)))
             if not peek_word("AND"):
                 break
             take("word")
@@ -130,7 +194,7 @@ def run(
         )
     found = []
     for row in source:
-        if all(str(row.get(column, "")) in values for column, values in query.conditions):
+        if all(condition.holds(row) for condition in query.conditions):
             found.append(row)
     if query.order_by:
         found.sort(key=lambda row: _sort_key(row.get(query.order_by or "")))

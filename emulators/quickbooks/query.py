@@ -1,8 +1,14 @@
 """The slice of QuickBooks' SQL-like query language that exporters use.
 
 select * | count(*) from <Entity>
-    [where <Field> = <value> | <Field> in (<value>, ...) | <Field> like '<pattern>' [and ...]]
+    [where <Field> = <value> | <Field> in (<value>, ...) | <Field> like '<pattern>'
+           | <Time> <op> '<date-time>' [and ...]]
     [orderby <Field> [asc|desc], ...] [startposition <n>] [maxresults <m>]
+
+<op> is one of < > <= >= ("Query operations and syntax", developer.intuit.com/app/developer/
+qbo/docs/learn/explore-the-quickbooks-online-api/data-queries: "Operator IN, =, <, >, <=, >=,
+LIKE"); the emulator takes them on the MetaData times only, which QuickBooks' incremental reads
+filter on. A date-time without an offset is the company's local time, as QuickBooks writes them.
 
 Keywords and entity names are case-insensitive. String values are single-quoted with backslash
 escapes (``'O\\'Brien'``); ``true``/``false`` and numbers may be bare. Customers and items that
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from . import errors
@@ -45,6 +52,8 @@ FIELDS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "docnumber": ("DocNumber", ("DocNumber",)),
         "customerref": ("CustomerRef", ("CustomerRef", "value")),
         "txndate": ("TxnDate", ("TxnDate",)),
+        "metadata.createtime": ("MetaData.CreateTime", ("MetaData", "CreateTime")),
+        "metadata.lastupdatedtime": ("MetaData.LastUpdatedTime", ("MetaData", "LastUpdatedTime")),
     },
     "CompanyInfo": {"id": ("Id", ("Id",))},
     "Preferences": {"id": ("Id", ("Id",))},
@@ -60,6 +69,9 @@ FIELDS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     },
 }
 ENTITIES = {name.lower(): name for name in FIELDS}
+# Fields the comparison operators take (date-times, compared as instants).
+TIMES = frozenset({("MetaData", "CreateTime"), ("MetaData", "LastUpdatedTime")})
+COMPARISONS = ("<", ">", "<=", ">=")
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -87,7 +99,7 @@ class _Token:
 class Condition:
     field: str  # canonical name
     path: tuple[str, ...]
-    op: Literal["=", "in", "like"]
+    op: Literal["=", "in", "like", "<", ">", "<=", ">="]
     values: tuple[str, ...]
 
 
@@ -178,6 +190,13 @@ class _Parser:
         token = self.take()
         if token.kind == "punct" and token.text == "=":
             return Condition(name, path, "=", (self.value(),))
+        if token.kind == "punct" and token.text in COMPARISONS:
+            if path not in TIMES:
+                raise errors.query_invalid(f"operator {token.text} on {name} is not emulated")
+            moment = self.value()
+            if _instant(moment) is None:
+                raise errors.query_invalid(f"{moment!r} is not a date-time for {name}")
+            return Condition(name, path, token.text, (moment,))  # type: ignore[arg-type]
         if token.is_word("like"):
             pattern = self.take()
             if pattern.kind != "string":
@@ -191,7 +210,7 @@ class _Parser:
                 values.append(self.value())
             self.expect_punct(")")
             return Condition(name, path, "in", tuple(values))
-        raise self.fail(token)  # other operators (<, >, !=) are not emulated
+        raise self.fail(token)  # other operators (!=) are not emulated
 
     def parse(self) -> Query:
         self.expect_word("select")
@@ -294,11 +313,32 @@ def _like(pattern: str) -> re.Pattern[str]:
     return re.compile(".*".join(parts), flags)
 
 
+def _instant(text: str) -> datetime | None:
+    """A date-time (or date) as an aware instant; no offset: the emulator's local time."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def _compare(op: str, actual: datetime, bound: datetime) -> bool:
+    return {
+        "<": actual < bound,
+        ">": actual > bound,
+        "<=": actual <= bound,
+        ">=": actual >= bound,
+    }[op]
+
+
 def _matches(condition: Condition, row: dict[str, Any]) -> bool:
     actual = _lookup(row, condition.path)
     if actual is None:
         return False
     text = _text(actual)
+    if condition.op in COMPARISONS:
+        moment, bound = _instant(text), _instant(condition.values[0])
+        return moment is not None and bound is not None and _compare(condition.op, moment, bound)
     if condition.op == "like":
         return _like(condition.values[0]).fullmatch(text) is not None
     return any(_fold(text) == _fold(value) for value in condition.values)
@@ -310,6 +350,8 @@ def _sort_key(row: dict[str, Any], path: tuple[str, ...]) -> tuple[int, Any]:
         return (1, "")
     if path == ("Id",) and str(value).isdigit():
         return (0, int(value))
+    if path in TIMES and (moment := _instant(_text(value))) is not None:
+        return (0, moment)
     return (0, _fold(_text(value)))
 
 

@@ -14,6 +14,7 @@ billbridge attention list|retry
 billbridge exports list [--status S]
 billbridge exports show INVOICE_ID                               (record + every attempt)
 billbridge provider pause CONNECTION --reason "..." | resume CONNECTION | status [CONNECTION]
+billbridge reconcile --provider P [--connection ID] [--since YYYY-MM-DD] [--json]  (audit)
 
 A command that cannot do what it was asked says so and exits non-zero: an unknown connection, a
 provider item the provider does not have, an empty API key, a status that does not exist.
