@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "billbridge needs Python 3.11+ (set PYTHON=python3.11)")'
@@ -37,6 +37,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/provider_limits.py
 	$(BIN)/python bench/stripe_balance.py
 	$(BIN)/python bench/metering.py
+
+# 500 invoices and metering under worker kills, a server restart, faults and a pause; then a
+# reconciliation of every emulator's state (tests/chaos_harness.py). tests/test_chaos.py runs a
+# short one with the tests.
+chaos: $(STAMP)
+	$(BIN)/python tests/chaos_run.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -211,13 +211,11 @@ async def _run(
     left_out: set[str] = set()
     on_quickbooks = [spec for spec in specs if spec.provider == QUICKBOOKS_CONNECTION]
     if on_quickbooks:
-        if not await asyncio.to_thread(_prepare_quickbooks, settings, store, on_quickbooks):
+        if not await asyncio.to_thread(prepare_quickbooks, settings, store, on_quickbooks):
             left_out.add(QUICKBOOKS_CONNECTION)
     for name in ITEM_MAPPED:
         mine = [spec for spec in specs if spec.provider == name]
-        if mine and not await asyncio.to_thread(
-            _prepare_item_provider, settings, store, name, mine
-        ):
+        if mine and not await asyncio.to_thread(prepare_item_provider, settings, store, name, mine):
             left_out.add(name)
     specs = [spec for spec in specs if spec.provider not in left_out]
 
@@ -241,7 +239,7 @@ async def _run(
     return rows, metering
 
 
-def _prepare_quickbooks(settings: Settings, store: Store, specs: list[DemoSpec]) -> bool:
+def prepare_quickbooks(settings: Settings, store: Store, specs: list[DemoSpec]) -> bool:
     """Authorize (against the emulator) and seed QuickBooks; False if it cannot be used."""
     quickbooks_base = settings.api_base(QUICKBOOKS_CONNECTION)
     assert quickbooks_base is not None
@@ -258,7 +256,7 @@ def _prepare_quickbooks(settings: Settings, store: Store, specs: list[DemoSpec])
     return True
 
 
-def _prepare_item_provider(
+def prepare_item_provider(
     settings: Settings, store: Store, name: str, specs: list[DemoSpec]
 ) -> bool:
     """Seed BILL or NetSuite (its local emulator only); False if it cannot be used."""

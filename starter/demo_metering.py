@@ -90,23 +90,50 @@ def _ingested(events: list[dict[str, Any]]) -> dict[str, Decimal]:
     return totals
 
 
-def _seed(settings: Settings, store: Store, emulators: dict[str, Any], run: str) -> dict[str, str]:
-    """Connections, mappings and links on the emulators this process started; customer ->
-    marketplace."""
+@dataclasses.dataclass(frozen=True)
+class MeteredCustomer:
+    marketplace: str
+    account: str
+    """How the marketplace names the customer in what it holds: AWS account id, Azure
+    resource id, Google usage reporting id."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldRecord:
+    """One hour's quantity of a dimension as the marketplace holds it."""
+
+    dimension: str
+    hour: datetime
+    quantity: Decimal
+
+
+def seed_marketplaces(
+    settings: Settings,
+    store: Store,
+    emulators: dict[str, Any],
+    run: str,
+    *,
+    per_marketplace: int = 1,
+    mappings: dict[str, tuple[str | None, str, Decimal]] | None = None,
+) -> dict[str, MeteredCustomer]:
+    """Connections, dimension mappings and `per_marketplace` linked customers (each subscribed
+    at the marketplace) on the emulators this process started; customer id -> where."""
     box = SecretBox.from_settings(settings)
-    customers: dict[str, str] = {}
+    mappings = mappings or MAPPINGS
+    dimensions = [dimension for _, dimension, _ in mappings.values()]
+    customers: dict[str, MeteredCustomer] = {}
 
     def connect(marketplace: str, credentials: dict[str, str], extra: dict[str, str]) -> None:
         sealed = box.seal(json.dumps(credentials), marketplace) if credentials else None
         store.upsert_connection(marketplace, marketplace, credentials_ref=sealed, settings=extra)
-        for event_name, (prop, dimension, factor) in MAPPINGS.items():
+        for event_name, (prop, dimension, factor) in mappings.items():
             mapping = {"event_name": event_name, "dimension": dimension, "factor": str(factor)}
             if prop:
                 mapping["property"] = prop
             set_dimension_mapping(store, marketplace, mapping)
 
-    def link(marketplace: str, account: dict[str, str]) -> None:
-        customer = f"cust_{marketplace}_{run}"
+    def link(marketplace: str, n: int, account: dict[str, str], name: str) -> None:
+        customer = f"cust_{marketplace}_{run}" + (f"_{n}" if per_marketplace > 1 else "")
         link_marketplace(
             store,
             {
@@ -116,9 +143,8 @@ def _seed(settings: Settings, store: Store, emulators: dict[str, Any], run: str)
                 "account": account,
             },
         )
-        customers[customer] = marketplace
+        customers[customer] = MeteredCustomer(marketplace, name)
 
-    dimensions = [dimension for _, dimension, _ in MAPPINGS.values()]
     if aws := emulators.get("aws"):
         from billbridge.emulators.aws_marketplace import (
             DEFAULT_ACCESS_KEY_ID,
@@ -126,53 +152,76 @@ def _seed(settings: Settings, store: Store, emulators: dict[str, Any], run: str)
         )
 
         aws.add_product(AWS_PRODUCT, dimensions)
-        aws.subscribe(AWS_PRODUCT, customer_aws_account_id=AWS_ACCOUNT, license_arn=AWS_LICENSE)
         keys = {
             "access_key_id": DEFAULT_ACCESS_KEY_ID,
             "secret_access_key": DEFAULT_SECRET_ACCESS_KEY,
         }
         connect("aws", keys, {"region": "us-east-1"})
-        link("aws", {"customer_aws_account_id": AWS_ACCOUNT, "license_arn": AWS_LICENSE})
+        for n in range(per_marketplace):
+            account = str(int(AWS_ACCOUNT) + n)
+            license_arn = AWS_LICENSE if n == 0 else f"{AWS_LICENSE[:-4]}{n:04d}"
+            aws.subscribe(AWS_PRODUCT, customer_aws_account_id=account, license_arn=license_arn)
+            link(
+                "aws", n, {"customer_aws_account_id": account, "license_arn": license_arn}, account
+            )
     if azure := emulators.get("azure"):
-        azure.add_subscription(AZURE_RESOURCE, AZURE_PLAN, dimensions)
         secret = {
             "tenant_id": azure.tenant_id,
             "client_id": azure.client_id,
             "client_secret": azure.client_secret,
         }
         connect("azure", secret, {})
-        link("azure", {"resource_id": AZURE_RESOURCE, "plan_id": AZURE_PLAN})
+        for n in range(per_marketplace):
+            resource = AZURE_RESOURCE if n == 0 else f"{AZURE_RESOURCE[:-4]}{n:04d}"
+            azure.add_subscription(resource, AZURE_PLAN, dimensions)
+            link("azure", n, {"resource_id": resource, "plan_id": AZURE_PLAN}, resource)
     if gcp := emulators.get("gcp"):
-        reporting_id = f"project_number:{run}"
-        gcp.add_entitlement(GCP_PROVIDER, f"ent-{run}", reporting_id, GCP_SERVICE, dimensions)
         connect(
             "gcp",
             {"service_account_json": gcp.service_account_json()},
             {"provider_id": GCP_PROVIDER},
         )
-        link("gcp", {"usage_reporting_id": reporting_id, "service_name": GCP_SERVICE})
+        for n in range(per_marketplace):
+            reporting_id = f"project_number:{run}" + (f"{n}" if per_marketplace > 1 else "")
+            gcp.add_entitlement(
+                GCP_PROVIDER, f"ent-{run}-{n}", reporting_id, GCP_SERVICE, dimensions
+            )
+            link(
+                "gcp",
+                n,
+                {"usage_reporting_id": reporting_id, "service_name": GCP_SERVICE},
+                reporting_id,
+            )
     return customers
 
 
-def _reported(marketplace: str, emulator: Any, customer_account: str) -> dict[str, Decimal]:
-    totals: dict[str, Decimal] = {}
+def held_records(marketplace: str, emulator: Any, account: str) -> list[HeldRecord]:
+    """What the marketplace emulator holds for one customer, hour by hour."""
+    held: list[HeldRecord] = []
     if marketplace == "aws":
         for record in emulator.accepted():
-            if record.customer_aws_account_id == customer_account:
-                totals[record.dimension] = (
-                    totals.get(record.dimension, Decimal(0)) + record.quantity
-                )
+            if record.customer_aws_account_id == account:
+                held.append(HeldRecord(record.dimension, record.hour, record.quantity))
     elif marketplace == "azure":
         for event in emulator.accepted():
-            if event["resourceId"] == customer_account:
-                quantity = Decimal(str(event["quantity"]))
-                totals[event["dimension"]] = totals.get(event["dimension"], Decimal(0)) + quantity
+            if event["resourceId"] == account:
+                hour = datetime.fromisoformat(event["hour"].replace("Z", "+00:00"))
+                held.append(HeldRecord(event["dimension"], hour, Decimal(str(event["quantity"]))))
     else:
         for operation in emulator.accepted():
-            if operation["consumerId"] == customer_account:
+            if operation["consumerId"] == account:
+                hour = hour_start(
+                    datetime.fromisoformat(operation["startTime"].replace("Z", "+00:00"))
+                )
                 for name, value in operation["metrics"].items():
-                    dimension = name.rsplit("/", 1)[-1]
-                    totals[dimension] = totals.get(dimension, Decimal(0)) + Decimal(value)
+                    held.append(HeldRecord(name.rsplit("/", 1)[-1], hour, Decimal(value)))
+    return held
+
+
+def _reported(marketplace: str, emulator: Any, account: str) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for record in held_records(marketplace, emulator, account):
+        totals[record.dimension] = totals.get(record.dimension, Decimal(0)) + record.quantity
     return totals
 
 
@@ -180,7 +229,7 @@ async def run_metering(
     settings: Settings, store: Store, client: Client, emulators: dict[str, Any], run: str
 ) -> list[MeteringRow]:
     """Meter the demo customers; one row per customer and dimension."""
-    customers = _seed(settings, store, emulators, run)
+    customers = seed_marketplaces(settings, store, emulators, run)
     first = hour_start(datetime.now(UTC)) - HOURS * HOUR
     ingested: dict[str, dict[str, Decimal]] = {}
     for seed, customer in enumerate(customers):
@@ -188,7 +237,8 @@ async def run_metering(
         ingest_usage(store, events)
         ingested[customer] = _ingested(events)
     handles = []
-    for customer, marketplace in customers.items():
+    for customer, where in customers.items():
+        marketplace = where.marketplace
         handle = await client.start_workflow(
             MarketplaceMeteringWorkflow.run,
             MeteringInput(
@@ -201,11 +251,10 @@ async def run_metering(
         handles.append(handle)
     for handle in handles:
         await handle.result()
-    accounts = {"aws": AWS_ACCOUNT, "azure": AZURE_RESOURCE}
     rows = []
-    for customer, marketplace in customers.items():
-        account = accounts.get(marketplace, f"project_number:{run}")
-        reported = _reported(marketplace, emulators[marketplace], account)
+    for customer, where in customers.items():
+        marketplace = where.marketplace
+        reported = _reported(marketplace, emulators[marketplace], where.account)
         for dimension, total in sorted(ingested[customer].items()):
             sent = reported.get(dimension, Decimal(0))
             ok = Decimal(0) <= total - sent < CARRY[marketplace]

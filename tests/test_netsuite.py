@@ -463,7 +463,8 @@ def test_refusals_over_the_limit_are_retried_safely(ns: NetSuiteEmulator, answer
     provider = make_provider(ns, ns.tba_credentials(), netsuite_concurrency_limit=4)
     plans = [planned(provider, items, customer, f"inv_crowd_{answer}_{n}") for n in range(4)]
     ns.set_concurrency_limit(3, over_limit_status=answer)
-    ns.add_fault(Fault(kind="delay", seconds=0.3, count=4, method="PUT", path_prefix=INVOICE_PATH))
+    # Long enough that the four PUTs overlap even on a busy machine (threads start staggered).
+    ns.add_fault(Fault(kind="delay", seconds=1.0, count=4, method="PUT", path_prefix=INVOICE_PATH))
     real_sleep = __import__("time").sleep
     provider.client.sleep = real_sleep  # the retries must wait for a slot to free up
     with ThreadPoolExecutor(4) as pool:
