@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/export_throughput.py
 	$(BIN)/python bench/quickbooks_export.py
 	$(BIN)/python bench/provider_limits.py
+	$(BIN)/python bench/shared_rate.py
 	$(BIN)/python bench/stripe_balance.py
 	$(BIN)/python bench/metering.py
 

@@ -142,8 +142,16 @@ def _customer(customer_id: str, provider: str) -> dict[str, Any]:
 
 
 @contextmanager
-def stripe(latency: float | None) -> Iterator[ProviderUnderTest]:
-    with StripeEmulator(rate_limit_per_second=STRIPE_PER_SECOND) as emulator:
+def stripe(
+    latency: float | None, per_second: float | None = STRIPE_PER_SECOND
+) -> Iterator[ProviderUnderTest]:
+    """`per_second` None: the emulator limits nothing (bench/shared_rate.py's scaling)."""
+    limit = (
+        Limit("rate", f"{per_second:g} req/s (sandbox)", per_second)
+        if per_second is not None
+        else Limit("rate", "none")
+    )
+    with StripeEmulator(rate_limit_per_second=per_second) as emulator:
 
         def seed(settings: Settings, store: Store, items: Mapping[str, str]) -> None:
             client = stripe_client(emulator.base_url, settings.stripe_api_key)
@@ -153,7 +161,7 @@ def stripe(latency: float | None) -> Iterator[ProviderUnderTest]:
         yield ProviderUnderTest(
             name="stripe_invoice",
             title="Stripe Invoicing",
-            limit=Limit("rate", f"{STRIPE_PER_SECOND:g} req/s (sandbox)", STRIPE_PER_SECOND),
+            limit=limit,
             latency=0.2 if latency is None else latency,
             emulator=emulator,
             api_prefix="/v1/",

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
@@ -135,6 +136,23 @@ def sample(n: int, run: str, customer_id: str) -> dict[str, object]:
     )
 
 
+def middle_of(started: float, ended: float) -> tuple[float, float]:
+    """The middle STEADY of the span from `started` to `ended`."""
+    margin = (ended - started) * (1 - STEADY) / 2
+    return started + margin, ended - margin
+
+
+def rate_shares(
+    accepted: Sequence[float], started: float, ended: float, per_second: float
+) -> tuple[float, float]:
+    """Requests accepted per second as a share of `per_second`: over the whole span from
+    `started` to `ended`, and over its middle (`accepted`: the times they arrived)."""
+    share = len(accepted) / (ended - started) / per_second
+    since, until = middle_of(started, ended)
+    in_middle = sum(since <= at < until for at in accepted)
+    return share, in_middle / (until - since) / per_second
+
+
 async def measure(
     provider: ProviderUnderTest, settings: Settings, store: Store, invoices: int, run: str
 ) -> dict[str, Any]:
@@ -170,14 +188,11 @@ async def measure(
     # The share over the whole batch (the verdict), and over its middle (STEADY of the wall
     # time): what the worker keeps up once the batch is under way, without its start (every
     # workflow's first task at once) and its end (the last few exports).
-    margin = elapsed * (1 - STEADY) / 2
-    middle = (started + margin, ended - margin)
+    middle = middle_of(started, ended)
     mean_in_flight = None
     if limit.kind == "rate":
         accepted = [entry.at for entry in sent if not provider.refused(entry)]
-        share = len(accepted) / elapsed / limit.per_second
-        in_middle = sum(middle[0] <= at < middle[1] for at in accepted)
-        steady_share = in_middle / (middle[1] - middle[0]) / limit.per_second
+        share, steady_share = rate_shares(accepted, started, ended, limit.per_second)
     else:
         assert sampler is not None
         mean_in_flight = sampler.mean()
