@@ -12,8 +12,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from stores import (  # noqa: F401 (fixtures)
@@ -22,13 +24,23 @@ from stores import (  # noqa: F401 (fixtures)
     throwaway_postgres,
 )
 
+from billbridge.activities.providers.base import ConnectionConfig
+from billbridge.activities.providers.billcom import BillcomInvoiceProvider
 from billbridge.activities.providers.gate import MAX_TURN_WAIT, ConnectionGate, store_gates
+from billbridge.activities.providers.netsuite import NetSuiteInvoiceProvider
 from billbridge.activities.providers.stripe_invoice import StripeInvoiceProvider
 from billbridge.activities.store import Store
+from billbridge.core.config import Settings
 from billbridge.core.connection_control import window_outlook, window_warning
+from billbridge.core.connections import ConnectionSettings
 from billbridge.core.errors import ProviderPaused, ProviderRateLimited
 from billbridge.core.rates import MIN_FACTOR, RECOVERY_PER_SECOND
+from billbridge.emulators.billcom import BillcomEmulator
+from billbridge.emulators.netsuite import NetSuiteEmulator
+from billbridge.emulators.quickbooks import QuickBooksEmulator
 from billbridge.emulators.stripe import Fault, StripeEmulator
+from billbridge.starter.seed_quickbooks import authorize_with_emulator, quickbooks
+from billbridge.workers.codec import generate_key
 
 T0 = 1_800_000_000.0
 SINCE = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
@@ -211,3 +223,48 @@ def test_a_marketplace_pause_warns_before_the_window_of_the_oldest_held_hour_clo
     month_end = datetime(2026, 11, 30, 22, 10, tzinfo=UTC)
     assert window_outlook("aws", month_end) == datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
     assert window_outlook("azure", month_end) == datetime(2026, 12, 1, 21, 0, tzinfo=UTC)
+
+
+def test_no_request_reaches_a_paused_bill_netsuite_or_quickbooks(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each provider's request funnel asks the gate first: before a login, a token request or
+    the call itself."""
+    monkeypatch.setenv("BILLBRIDGE_CODEC_KEY", generate_key())  # seals the QuickBooks grant
+    gates = store_gates(store)
+    with BillcomEmulator() as bill, NetSuiteEmulator() as ns, QuickBooksEmulator() as qbo:
+        settings = replace(
+            Settings.from_env({}, emulators=True),
+            database_url=f"sqlite:///{tmp_path / 'qbo.db'}",
+            api_bases={"bill.com": bill.base_url, "netsuite": ns.base_url},
+            quickbooks_api_base=qbo.base_url,
+        )
+        providers: dict[str, Any] = {
+            "bill.com": BillcomInvoiceProvider.from_settings(
+                settings, ConnectionConfig("bill.com", None, ConnectionSettings(), gates=gates)
+            ),
+            "netsuite": NetSuiteInvoiceProvider.from_settings(
+                settings,
+                ConnectionConfig(
+                    "netsuite",
+                    json.dumps(ns.m2m_credentials()),
+                    ConnectionSettings(),
+                    gates=gates,
+                ),
+            ),
+        }
+        with Store(settings.database_url) as qbo_store:
+            authorize_with_emulator(settings, qbo_store)
+            quickbooks_provider = quickbooks(settings, qbo_store)
+            quickbooks_provider._gate = ConnectionGate(store, "quickbooks", "QuickBooks", 7.9)
+            providers["quickbooks"] = quickbooks_provider
+            emulators = {"bill.com": bill, "netsuite": ns, "quickbooks": qbo}
+            for name, provider in providers.items():
+                store.set_paused(name, True, f"{name} incident", SINCE)
+                before = len(emulators[name].requests())
+                with pytest.raises(ProviderPaused, match=f"{name} incident"):
+                    provider.check_credentials()
+                assert len(emulators[name].requests()) == before, name
+                store.set_paused(name, False, "", SINCE)
+                provider.check_credentials()  # resumed: it goes through
+                assert len(emulators[name].requests()) > before, name

@@ -16,8 +16,10 @@ Limits (https://developer.bill.com/docs/api-rate-limits), kept before BILL has t
   LOGINS_PER_MINUTE times per minute per devKey; past that it raises ProviderRateLimited with the
   wait, never a login BILL would refuse;
 - 3 concurrent requests per devKey and organization (BDC_1322): an in-process semaphore per
-  devKey + organization (a limit shared by several worker processes is issue 11). Waiting for a
-  place counts against the request's total deadline, so a waiting push still heartbeats in time;
+  devKey + organization (several worker processes together can exceed it: BILL's refusal is
+  retried, and a connection's `requests_per_second` paces them all through its gate,
+  activities/providers/gate.py). Waiting for a place counts against the request's total
+  deadline, so a waiting push still heartbeats in time;
 - 20,000 requests per devKey per hour (BDC_1144: "wait until the beginning of the next hour"):
   the client counts its requests per clock hour and stops at REQUESTS_PER_HOUR; once BILL answers
   BDC_1144 every request of that devKey waits for the next hour without being sent.

@@ -6,8 +6,9 @@ Every request
   developer account; 15 on Tier 1, plus 10 per SuiteCloud Plus licence), so a worker stays under
   the account's limit before NetSuite refuses anything ("Concurrency Governance and Session
   Management", https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/
-  subsect_1559222360.html). Other workers and other integrations share the limit too: the
-  cross-worker limit is issue 11's; their refusals are handled below.
+  subsect_1559222360.html). Other workers and other integrations share the limit too: their
+  refusals are handled below (a connection that sets `requests_per_second` is also paced across
+  workers by its gate, activities/providers/gate.py).
 - is signed (netsuite_auth.py: a bearer token or a TBA signature),
 - heartbeats right before and after, and has a total deadline (core/timeouts.py),
 - is retried here when NetSuite refuses it for concurrency: a 429 (or 400
@@ -158,6 +159,8 @@ class NetSuiteClient:
         concurrency_retries = 0
         overload_retried = renewed = False
         while True:
+            # Before the credentials: a paused connection gets no token request either.
+            self.request_gate.before_request(doing)
             heartbeat(f"{doing}: credentials")
             with deadline.within(provider_request_timeout()):
                 signed, credential = self.auth.headers(method, url)
@@ -202,7 +205,6 @@ class NetSuiteClient:
         headers: dict[str, str],
         heartbeat: Heartbeat,
     ) -> httpx.Response:
-        self.request_gate.before_request(doing)
         with self._slot(doing, heartbeat):
             self._calls.count = self.request_count + 1
             heartbeat(doing)
