@@ -79,7 +79,6 @@ from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.connection_control import workflow_id
 from billbridge.core.messages import ExportResult, ExportStatus
-from billbridge.core.providers import PROVIDER_ENTRIES
 from billbridge.starter.commands.provider import switch_connection
 from billbridge.starter.door import start_export, submit_invoice
 from billbridge.workers.client import connect
@@ -166,23 +165,10 @@ def scale_figures(runs: Sequence[dict[str, Any]], workers: int) -> dict[str, Any
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment a worker process needs to use `settings` (as tests/conftest.py's
-    process_env): this process's own, with this run's codec key, store, server and emulator."""
+    """The environment a worker process needs to use `settings`: this process's own (with this
+    run's codec key), and the variables that name this run's store, server and emulator."""
     inherited = {k: v for k, v in os.environ.items() if k != "BILLBRIDGE_CODEC_KEY_FILE"}
-    bases = {
-        entry.api_base_env: base
-        for entry in PROVIDER_ENTRIES
-        if (base := settings.api_base(entry.name))
-    }
-    return {
-        **inherited,
-        **bases,
-        "TEMPORAL_ADDRESS": str(settings.temporal_address),
-        "DATABASE_URL": settings.database_url,
-        "BILLBRIDGE_DATA_DIR": str(settings.data_dir),
-        "STRIPE_API_KEY": settings.stripe_api_key,
-        "BILLBRIDGE_TASK_QUEUE": settings.task_queue,
-    }
+    return {**inherited, **settings.to_env()}
 
 
 @dataclass

@@ -225,6 +225,31 @@ class Settings:
             emulators=True if emulators else _flag(env, EMULATORS_ENV),
         )
 
+    def to_env(self) -> dict[str, str]:
+        """The variables `from_env` reads back into these settings: what another billbridge
+        process (a worker, the CLI) needs to use them. Secrets other than the Stripe key (the
+        codec key, QuickBooks' client secret) are not included: the caller passes its own."""
+        env = {
+            "TEMPORAL_NAMESPACE": self.temporal_namespace,
+            "BILLBRIDGE_DATA_DIR": str(self.data_dir),
+            "DATABASE_URL": self.database_url,
+            "STRIPE_API_KEY": self.stripe_api_key,
+            "BILLBRIDGE_TASK_QUEUE": self.task_queue,
+            "BILLBRIDGE_LOG_LEVEL": self.log_level,
+            "BILLBRIDGE_METERING_GATHER_SECONDS": str(self.metering_gather_seconds),
+        }
+        if self.temporal_address:
+            env["TEMPORAL_ADDRESS"] = self.temporal_address
+        for entry in PROVIDER_ENTRIES:
+            if base := self.api_base(entry.name):
+                env[entry.api_base_env] = base
+        for market in MARKETPLACE_ENTRIES:
+            if endpoint := self.marketplace_endpoint(market.name):
+                env[market.endpoint_env] = endpoint
+        if self.quickbooks_client_id:
+            env["QUICKBOOKS_CLIENT_ID"] = self.quickbooks_client_id
+        return env
+
     @property
     def uses_embedded_temporal(self) -> bool:
         return self.temporal_address is None

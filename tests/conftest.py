@@ -24,8 +24,6 @@ from temporalio.client import Client
 
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
-from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
-from billbridge.core.providers import PROVIDER_ENTRIES
 from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
@@ -135,33 +133,12 @@ def map_invoice_items(account: StripeAccount, store: Store, invoice: dict[str, A
 
 
 def process_env(settings: Settings) -> dict[str, str]:
-    """The environment a separate billbridge process (CLI, worker) needs to use `settings`."""
-    # The session's codec key, never a key file from the developer's environment.
+    """The environment a separate billbridge process (CLI, worker) needs to use `settings`:
+    every provider's API base and marketplace endpoint they name, so a worker process talks to
+    the same emulators as the test (Settings.to_env), and the session's codec key, never a key
+    file from the developer's environment."""
     inherited = {k: v for k, v in os.environ.items() if k != "BILLBRIDGE_CODEC_KEY_FILE"}
-    # Every provider's API base the settings name (the registry's variables), so a worker
-    # process talks to the same emulators as the test.
-    providers = {
-        entry.api_base_env: base
-        for entry in PROVIDER_ENTRIES
-        if (base := settings.api_base(entry.name))
-    }
-    marketplaces = {
-        entry.endpoint_env: endpoint
-        for entry in MARKETPLACE_ENTRIES
-        if (endpoint := settings.marketplace_endpoint(entry.name))
-    }
-    return {
-        **inherited,
-        **providers,
-        **marketplaces,
-        "TEMPORAL_ADDRESS": str(settings.temporal_address),
-        "DATABASE_URL": settings.database_url,
-        "STRIPE_API_KEY": settings.stripe_api_key,
-        "STRIPE_API_BASE": str(settings.stripe_api_base),
-        "BILLBRIDGE_TASK_QUEUE": settings.task_queue,
-        "BILLBRIDGE_METERING_GATHER_SECONDS": str(settings.metering_gather_seconds),
-        "BILLBRIDGE_CODEC_KEY": CODEC_TEST_KEY,
-    }
+    return {**inherited, **settings.to_env(), "BILLBRIDGE_CODEC_KEY": CODEC_TEST_KEY}
 
 
 # The `billbridge` CLI of this interpreter (the console script may not be on PATH).

@@ -22,7 +22,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from test_billcom import CONNECTION as BILL
 from test_billcom import Books, seeded
-from test_metering_end_to_end import ACCOUNT, LICENSE, PRODUCT
+from test_metering_end_to_end import ACCOUNT, LICENSE, aws  # noqa: F401 (a fixture)
 
 from billbridge.activities.secrets import SecretBox
 from billbridge.activities.store import Store
@@ -55,14 +55,6 @@ LINES = [SampleLine("item_seats", "Seats", Decimal("3"), Decimal("49.99"))]
 @pytest.fixture
 def bill() -> Iterator[BillcomEmulator]:
     with BillcomEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def aws() -> Iterator[AwsMarketplaceEmulator]:
-    with AwsMarketplaceEmulator(requests_per_second=None) as emulator:
-        emulator.add_product(PRODUCT, ["api_calls", "data_gb"])
-        emulator.subscribe(PRODUCT, customer_aws_account_id=ACCOUNT, license_arn=LICENSE)
         yield emulator
 
 

@@ -9,6 +9,7 @@ import sys
 from billbridge.activities.providers import OAUTH_APPS, PROVIDERS
 from billbridge.core.config import Settings
 from billbridge.core.models import EXPORTABLE_PROVIDERS
+from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
 from billbridge.core.providers import PROVIDER_ENTRIES, load
 from billbridge.emulators.serving import EmulatorService
 from billbridge.starter.cli import build_parser
@@ -38,6 +39,25 @@ def test_settings_read_each_entrys_variable_and_fall_back_to_its_real_endpoint()
     # `billbridge server` takes each emulator's port as --<slug>-port.
     args = build_parser().parse_args(["server", *(f"--{e.slug}-port=0" for e in PROVIDER_ENTRIES)])
     assert all(getattr(args, f"{e.slug}_port") == 0 for e in PROVIDER_ENTRIES)
+
+
+def test_settings_pass_to_another_process_through_their_variables() -> None:
+    """A worker or CLI process started with `settings.to_env()` builds the same settings."""
+    variables = {entry.api_base_env: f"http://{entry.slug}.test" for entry in PROVIDER_ENTRIES}
+    variables.update(
+        {entry.endpoint_env: f"http://{entry.name}.market.test" for entry in MARKETPLACE_ENTRIES}
+    )
+    settings = Settings.from_env(
+        {
+            **variables,
+            "TEMPORAL_ADDRESS": "temporal.internal:7233",
+            "DATABASE_URL": "postgresql://billbridge@db/billbridge",
+            "BILLBRIDGE_TASK_QUEUE": "exports",
+            "BILLBRIDGE_METERING_GATHER_SECONDS": "0.5",
+            "STRIPE_API_KEY": "sk_test_round_trip",
+        }
+    )
+    assert Settings.from_env(settings.to_env()) == settings
 
 
 def test_a_worker_process_never_imports_emulator_code() -> None:

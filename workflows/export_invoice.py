@@ -24,7 +24,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from billbridge.core import activity_names as names
-    from billbridge.core.connection_control import ConnectionRef
     from billbridge.core.errors import (
         NEEDS_ATTENTION,
         NON_RETRYABLE,
@@ -49,6 +48,11 @@ with workflow.unsafe.imports_passed_through():
         StepInput,
     )
     from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
+    from billbridge.workflows.holds import (
+        HOLD_RECHECK_FIRST,
+        HOLD_RECHECK_MAX,
+        connection_paused,
+    )
     from billbridge.workflows.search_attributes import (
         CONNECTION_ID,
         CUSTOMER_ID,
@@ -65,10 +69,6 @@ NEEDS_ATTENTION_PATCH = "needs-attention"
 # Marks histories written since an export runs in two steps a pass (prepare, push) and a
 # `retry` signal that arrives during a pass counts (see _export_once).
 ONE_PASS_PATCH = "one-pass-export"
-# A held export asks whether its connection is still paused (when no wake-up came) after this
-# long, then twice as long each time, up to the maximum.
-HOLD_RECHECK_FIRST = timedelta(minutes=1)
-HOLD_RECHECK_MAX = timedelta(hours=1)
 # A plan that changed between prepare and push is planned again this many times in a row
 # before the export waits for a person (something keeps changing the mappings).
 MAX_PLAN_CHANGES = 3
@@ -130,17 +130,6 @@ async def _push_step(name: str, arg: PushInput | PushPlanInput) -> PushResult:
         retry_policy=_retry(timedelta(minutes=1)),
     )
     return result
-
-
-async def _connection_paused(connection_id: str) -> bool:
-    paused: bool = await workflow.execute_local_activity(
-        names.CONNECTION_PAUSED,
-        ConnectionRef(connection_id=connection_id),
-        result_type=bool,
-        start_to_close_timeout=timedelta(seconds=30),
-        retry_policy=_retry(timedelta(minutes=1)),
-    )
-    return paused
 
 
 def workflow_id(invoice_id: str) -> str:
@@ -264,7 +253,7 @@ class ExportInvoiceWorkflow:
             try:
                 await workflow.wait_condition(lambda: self._resumed, timeout=recheck)
             except TimeoutError:
-                if not await _connection_paused(connection):
+                if not await connection_paused(connection):
                     break
                 recheck = min(recheck * 2, HOLD_RECHECK_MAX)
         self._resumed = False

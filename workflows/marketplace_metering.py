@@ -33,7 +33,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from billbridge.core import activity_names as names
-    from billbridge.core.connection_control import WINDOW_WARNING, ConnectionRef
+    from billbridge.core.connection_control import WINDOW_WARNING
     from billbridge.core.errors import NEEDS_ATTENTION, NON_RETRYABLE, ErrorContext, ProviderPaused
     from billbridge.core.metering import HOUR, due_hours, hour_start, window_closes
     from billbridge.core.metering_messages import (
@@ -45,6 +45,11 @@ with workflow.unsafe.imports_passed_through():
         UsageTotals,
     )
     from billbridge.core.timeouts import PUSH_HEARTBEAT_TIMEOUT
+    from billbridge.workflows.holds import (
+        HOLD_RECHECK_FIRST,
+        HOLD_RECHECK_MAX,
+        connection_paused,
+    )
     from billbridge.workflows.search_attributes import (
         CONNECTION_ID,
         CUSTOMER_ID,
@@ -52,23 +57,8 @@ with workflow.unsafe.imports_passed_through():
         PROVIDER,
     )
 
-# A held metering asks whether its connection is still paused (when no wake-up came) after this
-# long, then twice as long each time, up to the maximum.
-HOLD_RECHECK_FIRST = timedelta(minutes=1)
-HOLD_RECHECK_MAX = timedelta(hours=1)
 # Hours one report activity takes at most: a catch-up after an outage goes a day at a time.
 HOURS_PER_REPORT = 24
-
-
-async def _connection_paused(connection_id: str) -> bool:
-    paused: bool = await workflow.execute_local_activity(
-        names.CONNECTION_PAUSED,
-        ConnectionRef(connection_id=connection_id),
-        result_type=bool,
-        start_to_close_timeout=timedelta(seconds=30),
-        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
-    )
-    return paused
 
 
 def workflow_id(customer_id: str) -> str:
@@ -254,7 +244,7 @@ class MarketplaceMeteringWorkflow:
                     )
                     workflow.logger.warning("metering %s: %s", self._state.customer_id, reason)
                     continue
-                if not await _connection_paused(connection):
+                if not await connection_paused(connection):
                     break
                 recheck = min(recheck * 2, HOLD_RECHECK_MAX)
         self._resumed = False
