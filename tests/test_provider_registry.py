@@ -8,8 +8,8 @@ import sys
 
 from billbridge.activities.providers import OAUTH_APPS, PROVIDERS
 from billbridge.core.config import Settings
-from billbridge.core.models import EXPORTABLE_PROVIDERS
 from billbridge.core.marketplaces import MARKETPLACE_ENTRIES
+from billbridge.core.models import EXPORTABLE_PROVIDERS
 from billbridge.core.providers import PROVIDER_ENTRIES, load
 from billbridge.emulators.serving import EmulatorService
 from billbridge.starter.cli import build_parser
