@@ -159,7 +159,8 @@ def seed_marketplaces(
         connect("aws", keys, {"region": "us-east-1"})
         for n in range(per_marketplace):
             account = str(int(AWS_ACCOUNT) + n)
-            license_arn = AWS_LICENSE if n == 0 else f"{AWS_LICENSE[:-4]}{n:04d}"
+            # l-demo0001, l-demo0002, ...: a license belongs to one buyer account.
+            license_arn = f"{AWS_LICENSE[:-4]}{n + 1:04d}"
             aws.subscribe(AWS_PRODUCT, customer_aws_account_id=account, license_arn=license_arn)
             link(
                 "aws", n, {"customer_aws_account_id": account, "license_arn": license_arn}, account
@@ -172,7 +173,7 @@ def seed_marketplaces(
         }
         connect("azure", secret, {})
         for n in range(per_marketplace):
-            resource = AZURE_RESOURCE if n == 0 else f"{AZURE_RESOURCE[:-4]}{n:04d}"
+            resource = AZURE_RESOURCE if n == 0 else f"{AZURE_RESOURCE[:-4]}{n:04d}"  # one each
             azure.add_subscription(resource, AZURE_PLAN, dimensions)
             link("azure", n, {"resource_id": resource, "plan_id": AZURE_PLAN}, resource)
     if gcp := emulators.get("gcp"):

@@ -150,7 +150,7 @@ class ChaosReport:
         for name, m in self.marketplaces.items():
             out.append(
                 f"{name:<16}{m.hours_expected:>9}{m.hours_once:>7}{len(m.hours_twice):>11}"
-                f"{len(m.hours_missing):>9}{m.ingested:>15}{m.reported:>10}"
+                f"{len(m.hours_missing):>9}{_plain(m.ingested):>15}{_plain(m.reported):>10}"
             )
         problems = [
             f"{name}: {kind} {ids[:5]}"
@@ -172,6 +172,10 @@ class ChaosReport:
             problems.append(f"unfinished workflows: {self.unfinished[:5]}")
         out += problems or ["PASS: nothing duplicated, missing or different"]
         return out
+
+
+def _plain(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
 
 
 # -- the invoices ------------------------------------------------------------------------------
@@ -443,8 +447,8 @@ async def _chaos(
     ]
     if plan.server_restart:
         moments.append((rng.uniform(plan.chaos_window / 3, plan.chaos_window), "restart"))
-    if plan.faults:
-        moments += [(rng.uniform(1, plan.chaos_window), "faults") for _ in range(4)]
+    if plan.faults:  # each kind of fault once, at a provider or marketplace drawn at random
+        moments += [(rng.uniform(1, plan.chaos_window), f"fault:{kind}") for kind in FAULTS]
     if plan.pause:
         moments.append((rng.uniform(2, plan.chaos_window / 2), "pause"))
     start = time.monotonic()
@@ -468,17 +472,19 @@ async def _chaos(
             await asyncio.to_thread(services.server.stop)
             await asyncio.sleep(2)
             await asyncio.to_thread(services.server.start)
-        elif what == "faults":
-            what = _inject(rng, services)
+        elif what.startswith("fault:"):
+            what = _inject(rng, services, what.removeprefix("fault:"))
         note(what)
     if pausing is not None:
         await pausing
 
 
-def _inject(rng: random.Random, services: Services) -> str:
+FAULTS = ("5xx", "429", "slow", "drop", "drop_after")
+
+
+def _inject(rng: random.Random, services: Services, kind: str) -> str:
     """A burst of one kind of fault at one provider or marketplace."""
     name, emulator = rng.choice([*services.invoicing().items(), *services.marketplaces.items()])
-    kind = rng.choice(("5xx", "429", "slow", "drop", "drop_after"))
     count = rng.randrange(2, 6)
     faults = {
         "5xx": Fault(kind="status", status=rng.choice((500, 502, 503)), count=count),
@@ -551,7 +557,9 @@ async def _finish(
     for handle, result in zip(
         meters, await asyncio.gather(*(outcome(h) for h in meters)), strict=True
     ):
-        if getattr(result, "status", None) != "stopped":
+        # Stopped with every closed hour reported: a reason left means it stopped waiting for
+        # a person (needs attention), with hours still owed.
+        if getattr(result, "status", None) != "stopped" or getattr(result, "reason", ""):
             unfinished.append(f"{handle.id}: {result!r}")
     return unfinished
 

@@ -26,6 +26,8 @@ async def test_exactly_once_under_kills_a_server_restart_faults_and_a_pause(
     happened = " ".join(report.events)
     for what in ("kill", "restart", "quickbooks paused", "quickbooks resumed"):
         assert what in happened, summary
+    for fault in ("5xx", "429", "slow", "drop", "drop_after"):
+        assert f"{fault} x" in happened, summary
     assert sum(r.expected for r in report.providers.values()) == SHORT.invoices
     assert all(r.exported_once == r.expected for r in report.providers.values()), summary
     assert all(m.hours_once == m.hours_expected > 0 for m in report.marketplaces.values())
