@@ -20,6 +20,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import stripe
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.activity.v1 import ActivityOptions
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflowservice.v1 import UpdateActivityOptionsRequest
 from temporalio.client import Client
 
 from billbridge.activities.store import Store
@@ -231,3 +237,52 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+async def retry_now(client: Client, *workflow_ids: str, within: float = 60.0) -> None:
+    """After a SIGKILL: have the server notice now that the killed worker's running activities
+    are gone, instead of after their heartbeat timeout (45 s for a push or a report), and give
+    their retries that timeout back.
+
+    An operator does the same with `temporal activity update-options --heartbeat-timeout`: the
+    running attempt times out as it would have, only sooner, and Temporal retries it on a live
+    worker. What the test proves (the retry writes nothing twice) is unchanged; what it no
+    longer does is wait out the timeout.
+    """
+    short = ActivityOptions(heartbeat_timeout=Duration(seconds=1))
+    started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+
+    async def running(workflow_id: str) -> dict[str, int]:
+        described = await client.get_workflow_handle(workflow_id).describe()
+        return {
+            activity.activity_id: activity.attempt
+            for activity in described.raw_description.pending_activities
+            if activity.state == started
+        }
+
+    async def update(workflow_id: str, **fields: Any) -> None:
+        await client.workflow_service.update_activity_options(
+            UpdateActivityOptionsRequest(
+                namespace=client.namespace,
+                execution=WorkflowExecution(workflow_id=workflow_id),
+                match_all=True,
+                **fields,
+            )
+        )
+
+    for workflow_id in workflow_ids:
+        dead = await running(workflow_id)
+        if not dead:
+            continue
+        await update(
+            workflow_id, activity_options=short, update_mask=FieldMask(paths=["heartbeat_timeout"])
+        )
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            now_running = await running(workflow_id)
+            if all(now_running.get(key) != attempt for key, attempt in dead.items()):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{workflow_id}: the killed attempt did not time out")
+            await asyncio.sleep(0.05)
+        await update(workflow_id, restore_original=True)

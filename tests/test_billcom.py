@@ -43,7 +43,7 @@ from billbridge.emulators.billcom import BillcomEmulator, Fault
 from billbridge.starter.door import export_result, start_export, submit_invoice, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
-from conftest import start_worker, wait_for
+from conftest import retry_now, start_worker, wait_for
 
 CONNECTION = "bill.com"
 LINES = [
@@ -466,6 +466,7 @@ async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
     await wait_for(lambda: len(bill.invoices()) == 1, within=15)
 
     worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
+    await retry_now(client, handle.id)
     result = await export_result(handle, invoice.id)
     assert result.status == ExportStatus.EXPORTED, result.reason
     [created] = bill.invoices()

@@ -35,7 +35,7 @@ from billbridge.emulators.aws_marketplace import (
 from billbridge.starter.metering_door import reconcile_metering
 from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
-from conftest import CODEC_TEST_KEY, billbridge, start_worker, wait_for
+from conftest import CODEC_TEST_KEY, billbridge, retry_now, start_worker, wait_for
 
 PRODUCT = "prod-billbridge1"
 ACCOUNT = "111122223333"
@@ -223,6 +223,7 @@ async def test_sigkill_mid_report_reports_each_hour_once(
     first_worker.wait(timeout=10)
 
     worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
+    await retry_now(client, handle.id)
     final = await handle.result()
 
     assert final.status == MeteringStatus.STOPPED
@@ -492,6 +493,7 @@ async def test_sigkill_while_a_batch_of_two_customers_is_at_aws_reports_each_hou
     first_worker.wait(timeout=10)
 
     worker_process.append(start_worker(gathered, tmp_path / "worker-2.log"))
+    await retry_now(client, *(handle.id for handle in handles))
     for handle in handles:
         assert (await handle.result()).status == MeteringStatus.STOPPED
 

@@ -54,7 +54,7 @@ from billbridge.starter.door import (
 )
 from billbridge.starter.samples import LineDiscount, SampleLine, build_customer, build_invoice
 from billbridge.workers.dev_server import DevServer
-from conftest import CODEC_TEST_KEY, process_env, wait_for, workflow_show
+from conftest import CODEC_TEST_KEY, process_env, retry_now, wait_for, workflow_show
 
 CONNECTION = "netsuite"
 INVOICE_PATH = "/services/rest/record/v1/invoice/"
@@ -310,6 +310,7 @@ async def test_sigkill_during_the_upsert_leaves_one_invoice(
     await wait_for(lambda: ns.invoice("inv_ns_crash") is not None, within=15)
 
     start_worker("worker-2.log")
+    await retry_now(client, handle.id)
     result = await export_result(handle, invoice.id)
     assert result.status == ExportStatus.EXPORTED, result.reason
     [written] = [i for i in ns.invoices() if i["externalId"] == "inv_ns_crash"]

@@ -42,6 +42,7 @@ from conftest import (
     finalized_invoices,
     map_invoice_items,
     process_env,
+    retry_now,
     start_worker,
     wait_for,
     wait_until_listed_as_waiting,
@@ -408,6 +409,7 @@ async def test_sigkill_while_creating_the_invoice_exports_exactly_once(
     await wait_for(lambda: len(ours(qbo, invoice.id)) == 1, within=15)
 
     worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
+    await retry_now(client, handle.id)
     result = await export_result(handle, invoice.id)
     assert result.status == ExportStatus.EXPORTED, result.reason
     [created] = ours(qbo, invoice.id)

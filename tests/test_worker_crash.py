@@ -28,6 +28,7 @@ from conftest import (
     StripeAccount,
     finalized_invoices,
     map_invoice_items,
+    retry_now,
     start_worker,
     wait_for,
 )
@@ -70,6 +71,7 @@ async def test_sigkill_mid_push_exports_exactly_once(
     assert len(drafts) == 1 and drafts[0]["status"] == "draft", "killed before finalizing"
 
     worker_process.append(start_worker(settings, tmp_path / "worker-2.log"))
+    await retry_now(client, handle.id)
     result = await export_result(handle, "inv_crash")
 
     assert result.status == ExportStatus.EXPORTED, result.reason
