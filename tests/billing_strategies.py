@@ -54,8 +54,10 @@ CHARACTERS = st.characters(codec="utf-8", exclude_characters="\x00")
 texts = st.text(CHARACTERS, max_size=30)
 ids = st.text(CHARACTERS, min_size=1, max_size=24)
 currencies = st.sampled_from(CURRENCIES)
-# Orb writes codes in upper case; the door takes any case (core/money.py).
-any_case_currencies = st.one_of(currencies, currencies.map(str.lower))
+# Orb writes codes in upper case; the door takes any case and spaces around (core/money.py).
+any_case_currencies = st.one_of(
+    currencies, currencies.map(str.lower), currencies.map(lambda code: f" {code}\n")
+)
 
 
 @st.composite

@@ -233,6 +233,7 @@ def quickbooks_totals(plan: Any) -> tuple[Decimal, Decimal]:
     emulators/quickbooks/invoices.py) plus TxnTaxDetail.TotalTax. Customer credits are applied
     apart from the invoice, so its amount due is its total."""
     body = _sent(plan.body)
+    assert body["CurrencyRef"]["value"] == plan.currency.strip().upper()
     total = Decimal(0)
     for line in body["Line"]:
         detail = line["SalesItemLineDetail"]
@@ -347,6 +348,9 @@ def plans_exactly(harness: Harness, payload: dict[str, Any]) -> None:
 # quantities of 10**20 or more (QuickBooks also on a credit line of such a quantity).
 @example(payload=one_line_invoice("inv_huge", "USD", "100000000000000000000000", "0.01"))
 @example(payload=one_line_invoice("inv_huge_credit", "USD", "-1000000000000000000000", "-0.01"))
+# Found by this property: a currency code with spaces around it passed the door, and Stripe was
+# sent " usd " (QuickBooks, BILL and NetSuite waited for a set-up no one could do).
+@example(payload=one_line_invoice("inv_spaced", " usd ", "3", "36.00"))
 # Found by this property: ISK and UGX lines kept a quantity of 13 decimals, more than Stripe's
 # quantity_decimal takes (12).
 @example(payload=one_line_invoice("inv_isk", "ISK", "0.0000000000001", "1"))
