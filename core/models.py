@@ -11,10 +11,10 @@ Differences from the SDK models, all deliberate:
 * only the fields billbridge needs are required; everything else Orb sends is optional, and
   fields we do not model at all are kept verbatim (``extra="allow"``) so a stored invoice
   round-trips through ``model_dump(mode="json")`` without loss;
-* :class:`Invoice` checks that its currency is a known ISO-4217 code and that every money
-  amount is exactly representable in that currency's minor unit (``"10.50"`` is not a JPY
-  amount), and that line item ids are unique. Errors carry the precise location, e.g.
-  ``line_items.3.amount``.
+* :class:`Invoice` keeps its currency as the upper-case code (``" usd "`` becomes ``"USD"``),
+  checks that it is a known ISO-4217 code and that every money amount is exactly
+  representable in that currency's minor unit (``"10.50"`` is not a JPY amount), and that
+  line item ids are unique. Errors carry the precise location, e.g. ``line_items.3.amount``.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from billbridge.core.money import (
+    ISO_4217_EXPONENTS,
     UnknownCurrencyError,
     is_representable,
     minor_unit_exponent,
@@ -338,6 +340,16 @@ class Invoice(OrbModel):
     payment_started_at: datetime | None = None
     sync_failed_at: datetime | None = None
     voided_at: datetime | None = None
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _currency_code(cls, value: Any) -> Any:
+        # The code as providers must receive it: money rules read codes in any case and
+        # spacing (core/money.py), but Stripe was sent " usd " as it came. An unknown code
+        # is left as sent, for its refusal to show.
+        if isinstance(value, str) and value.strip().upper() in ISO_4217_EXPONENTS:
+            return value.strip().upper()
+        return value
 
     @model_validator(mode="after")
     def _check_amounts_and_lines(self) -> Invoice:

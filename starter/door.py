@@ -34,6 +34,7 @@ from billbridge.core.models import (
     parse_invoice_payload,
 )
 from billbridge.core.money import InexactAmountError
+from billbridge.core.text import unstorable_text
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow, workflow_id
 from billbridge.workflows.search_attributes import EXPORT_STATUS, INVOICE_ID
 
@@ -52,10 +53,10 @@ def parse_invoice(payload: Any) -> Invoice:
     """
     if not isinstance(payload, str | bytes | dict):
         raise InvalidPayload("invalid invoice: expected a JSON object (an Orb invoice)")
+    data = _loaded("invalid invoice: ", payload)
+    refuse_unstorable_text("invalid invoice", data)
     try:
-        invoice = parse_invoice_payload(payload)
-    except json.JSONDecodeError as err:
-        raise InvalidPayload(f"invalid invoice: not JSON: {err}") from err
+        invoice = parse_invoice_payload(data if isinstance(data, dict) else payload)
     except pydantic.ValidationError as err:
         raise InvalidPayload("invalid invoice: " + format_validation_error(err)) from err
     try:
@@ -65,12 +66,28 @@ def parse_invoice(payload: Any) -> Invoice:
     return invoice
 
 
+def _loaded(what: str, payload: Any) -> Any:
+    """JSON text (str, or bytes in UTF-8) parsed; anything else as it is. `what` starts the
+    refusal's message."""
+    if not isinstance(payload, str | bytes):
+        return payload
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as err:
+        raise InvalidPayload(f"{what}not JSON: {err}") from err
+    except UnicodeDecodeError as err:  # bytes in another encoding
+        raise InvalidPayload(f"{what}not UTF-8 JSON text: {err}") from err
+
+
+def refuse_unstorable_text(what: str, data: Any) -> None:
+    """InvalidPayload naming every field whose text no store keeps (core/text.py)."""
+    problems = list(unstorable_text(data))
+    if problems:
+        raise InvalidPayload(f"{what}: " + "\n".join(problems))
+
+
 def parse_customers(payload: Any) -> list[Customer]:
-    if isinstance(payload, str | bytes):
-        try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as err:
-            raise InvalidPayload(f"customers file is not JSON: {err}") from err
+    payload = _loaded("customers file is ", payload)
     items = payload.get("data", payload) if isinstance(payload, dict) else payload
     if isinstance(items, dict):
         items = [items]
@@ -78,6 +95,7 @@ def parse_customers(payload: Any) -> list[Customer]:
         raise InvalidPayload("customers: expected a customer object or a list of them")
     customers = []
     for index, item in enumerate(items):
+        refuse_unstorable_text(f"invalid customer at [{index}]", item)
         try:
             customers.append(Customer.model_validate(item))
         except pydantic.ValidationError as err:

@@ -18,6 +18,7 @@ import pydantic
 
 from billbridge.activities.store import MarketplaceSetupError, Store
 from billbridge.core.models import format_validation_error
+from billbridge.core.text import unstorable_text
 from billbridge.core.usage import (
     MARKETPLACES,
     DimensionMapping,
@@ -49,6 +50,9 @@ def _parse(where: str, item: Any) -> UsageEvent | str:
         return item
     if not isinstance(item, dict):
         return f"{where}: expected a JSON object (an Orb usage event)"
+    unstorable = list(unstorable_text(item))
+    if unstorable:
+        return "\n".join(f"{where}: {line}" for line in unstorable)
     try:
         return UsageEvent.model_validate(item)
     except pydantic.ValidationError as err:

@@ -10,7 +10,7 @@ readable in the description: the total is what must be right.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from billbridge.core.breakdown import ExportLine
 from billbridge.core.errors import ProviderRejected
@@ -45,14 +45,19 @@ def quantity_and_price(
     exactly); else (1, amount). A quantity with more decimals than `quantity_step` is rounded
     as the provider would (`round_quantity`) or not split at all."""
     one = (Decimal(1), amount)
-    quantity = line.quantity
-    if round_quantity:
-        quantity = quantity.quantize(quantity_step, ROUND_HALF_UP)
-    if line.kind != "usage" or quantity <= 0 or amount < 0:
+    if line.kind != "usage" or line.quantity <= 0 or amount < 0:
         return one
-    if quantity != quantity.quantize(quantity_step):
+    try:
+        # A quantity or price too large to carry the provider's decimals in the default context
+        # (28 digits, e.g. 10**21 bytes) raises InvalidOperation: such a line is not split.
+        quantity = line.quantity
+        if round_quantity:
+            quantity = quantity.quantize(quantity_step, ROUND_HALF_UP)
+        if quantity <= 0 or quantity != quantity.quantize(quantity_step):
+            return one
+        price = (amount / quantity).quantize(price_step, ROUND_HALF_UP)
+    except InvalidOperation:
         return one
-    price = (amount / quantity).quantize(price_step, ROUND_HALF_UP)
     quantity, price = quantity.normalize(), price.normalize()
     if not (exact_json_number(quantity) and exact_json_number(price)):
         return one

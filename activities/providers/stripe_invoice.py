@@ -275,26 +275,30 @@ def _quantity_and_unit(
     any rounding rule (error below half a minor unit); otherwise the line is 1 x its amount and
     the real quantity stays in the description and metadata. Where Stripe wants unit amounts in
     multiples of `unit_step` (ISK, UGX: whole units), the unit must be one and reproduce the
-    amount exactly.
+    amount exactly. Either way the quantity must fit quantity_decimal's 12 decimals.
     """
-    if unit_step > 1:
-        if quantity > 0 and amount_minor % unit_step == 0:
+    whole = Decimal(1), Decimal(amount_minor)
+    try:
+        # A quantity too large to carry 12 decimals in the default context (28 digits, e.g.
+        # 10**16 bytes) raises InvalidOperation here: it is not split either.
+        if quantity <= 0 or quantity != quantity.quantize(DECIMAL_PLACES):
+            return whole
+        if unit_step > 1:
             unit = Decimal(amount_minor) / quantity
             if (
-                unit == unit.to_integral_value()
+                amount_minor % unit_step == 0
+                and unit == unit.to_integral_value()
                 and int(unit) % unit_step == 0
                 and unit * quantity == amount_minor
             ):
                 return quantity, unit
-        return Decimal(1), Decimal(amount_minor)
-    if quantity > 0 and quantity == quantity.quantize(DECIMAL_PLACES):
-        try:
-            unit = (Decimal(amount_minor) / quantity).quantize(DECIMAL_PLACES, ROUND_HALF_UP)
-        except InvalidOperation:  # a unit amount too large for 12 decimals: 1 x the amount
-            return Decimal(1), Decimal(amount_minor)
-        if unit >= 0 and abs(unit * quantity - amount_minor) < Decimal("0.5"):
-            return quantity, unit
-    return Decimal(1), Decimal(amount_minor)
+            return whole
+        unit = (Decimal(amount_minor) / quantity).quantize(DECIMAL_PLACES, ROUND_HALF_UP)
+    except InvalidOperation:  # a quantity or unit amount too large for 12 decimals: 1 x amount
+        return whole
+    if unit >= 0 and abs(unit * quantity - amount_minor) < Decimal("0.5"):
+        return quantity, unit
+    return whole
 
 
 def _consolidate(lines: list[ExportLine]) -> list[ExportLine]:
