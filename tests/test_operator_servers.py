@@ -18,6 +18,9 @@ import pytest
 from billbridge.core.config import Settings
 from billbridge.starter.cli import server_report
 from billbridge.starter.local_services import local_services
+from billbridge.workers import dev_server
+from billbridge.workers.dev_server import DevServer, temporal_cli_path
+from billbridge.workflows.search_attributes import SEARCH_ATTRIBUTE_TYPES
 from conftest import BILLBRIDGE_CLI, process_env
 
 AUTH = {"Authorization": "Bearer sk_test_billbridge_emulator"}
@@ -185,3 +188,25 @@ def test_server_report_names_the_codec_endpoint_it_started(tmp_path: Path) -> No
         assert decoded.status_code == 200
         stripe = next(e for e in services.emulators if e.connection == "stripe_invoice")
         assert f"Stripe emulator: {stripe.url} (started here)" in report
+
+
+def test_the_embedded_server_registers_attributes_added_since_its_file_was_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`start-dev --search-attribute` registers only in a new SQLite file; a file from an
+    earlier billbridge lacks the attributes added since (ConnectionId), which the dev server
+    must add at start, or held workflows would fail their upsert."""
+    older = {"InvoiceId": "Keyword"}
+    monkeypatch.setattr(dev_server, "SEARCH_ATTRIBUTE_TYPES", older)
+    with DevServer(tmp_path, ui=False):
+        pass
+    monkeypatch.setattr(dev_server, "SEARCH_ATTRIBUTE_TYPES", SEARCH_ATTRIBUTE_TYPES)
+    with DevServer(tmp_path, ui=False) as server:
+        command = [temporal_cli_path(), "operator", "search-attribute", "list"]
+        listed = subprocess.run(
+            [*command, "--address", server.address],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    assert set(SEARCH_ATTRIBUTE_TYPES) <= set(listed)

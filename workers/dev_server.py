@@ -2,7 +2,8 @@
 
 Used when `TEMPORAL_ADDRESS` is unset (demo, tests, a developer's laptop). It keeps its state in a
 SQLite file under the data dir, serves the Web UI, and registers billbridge's search attributes at
-start, so the UI can filter exports by invoice, customer, provider and status from the first run.
+start (on an existing file too: those added since it was made), so the UI can filter exports by
+invoice, customer, provider and status from the first run.
 Payloads are encrypted (workers/codec.py): given `codec_endpoint`, the UI decodes them through it.
 """
 
@@ -150,10 +151,36 @@ class DevServer(Service):
                     + (f"; see {self._log_path}" if self._log_path else "")
                 )
             if _port_open(self.port):
+                self._register_missing_search_attributes(deadline)
                 return self
             time.sleep(0.1)
         self.stop()
         raise DevServerError(f"temporal server start-dev did not listen on {self.address}")
+
+    def _register_missing_search_attributes(self, deadline: float) -> None:
+        """`--search-attribute` registers attributes only in a new SQLite file: one kept from
+        an earlier version lacks those added since (ConnectionId), and a workflow that upserts
+        one would fail its task. Those missing are created here, as an operator would."""
+        base = [temporal_cli_path(), "operator", "search-attribute"]
+        where = ["--address", self.address, "--namespace", self.namespace]
+        while True:
+            listed = subprocess.run(
+                [*base, "list", *where], capture_output=True, text=True, timeout=30
+            )
+            if listed.returncode == 0:
+                break
+            if time.monotonic() > deadline:  # the frontend listens but does not answer yet
+                raise DevServerError(f"could not list search attributes: {listed.stderr.strip()}")
+            time.sleep(0.2)
+        known = set(listed.stdout.split())
+        for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
+            if name not in known:
+                subprocess.run(
+                    [*base, "create", *where, "--name", name, "--type", kind],
+                    capture_output=True,
+                    check=True,
+                    timeout=30,
+                )
 
     def stop(self) -> None:
         process, self._process = self._process, None
