@@ -47,11 +47,13 @@ if TYPE_CHECKING:
 EXIT_STDOUT_CLOSED = 128 + signal.SIGPIPE
 
 
-def _read(path: str) -> str:
+def _read(path: str) -> bytes:
+    """The file's bytes, as they are: the door decodes them (UTF-8 JSON), and refuses other
+    encodings with a message rather than a traceback."""
     if path == "-":
-        return sys.stdin.read()
+        return sys.stdin.buffer.read()
     try:
-        return Path(path).read_text()
+        return Path(path).read_bytes()
     except OSError as err:
         raise SystemExit(f"billbridge: cannot read {path}: {err.strerror}") from err
 

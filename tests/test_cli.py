@@ -42,6 +42,11 @@ def test_bad_invoice_is_refused_naming_the_field(
     done = billbridge(settings, "export", write(tmp_path / "bad.json", invoice))
     assert done.returncode == 2
     assert "line_items.0.amount" in done.stderr and "JPY" in done.stderr
+    # A file in another encoding than UTF-8 gets the door's message, not a traceback.
+    latin = tmp_path / "latin-1.json"
+    latin.write_bytes('{"id": "inv_caf\u00e9"}'.encode("latin-1"))
+    refused = billbridge(settings, "export", str(latin))
+    assert refused.returncode == 2 and "not UTF-8 JSON text" in refused.stderr, refused.stderr
 
 
 def test_customers_mappings_and_dry_run_write_nothing_to_stripe(
