@@ -121,6 +121,8 @@ class ChaosReport:
     providers: dict[str, Reconciliation]
     marketplaces: dict[str, MarketplaceTally]
     events: list[str]
+    leaks: list[str]
+    """Requests that reached the paused provider while it was paused."""
     unfinished: list[str]
     seconds: float
 
@@ -128,6 +130,7 @@ class ChaosReport:
     def passed(self) -> bool:
         return (
             not self.unfinished
+            and not self.leaks
             and all(_clean(t) for t in self.providers.values())
             and all(t.clean for t in self.marketplaces.values())
         )
@@ -170,6 +173,8 @@ class ChaosReport:
         ]
         if self.unfinished:
             problems.append(f"unfinished workflows: {self.unfinished[:5]}")
+        if self.leaks:
+            problems.append(f"requests that reached the paused provider: {self.leaks[:5]}")
         out += problems or ["PASS: nothing duplicated, missing or different"]
         return out
 
@@ -281,6 +286,19 @@ class Services:
 async def run_chaos(
     plan: ChaosPlan, workdir: Path, say: Callable[[str], None] = print
 ) -> ChaosReport:
+    # The run changes this process's environment (the worker inherits it): put it back after,
+    # or a later test's processes would trust this run's Azure emulator, gone by then.
+    saved = dict(os.environ)
+    try:
+        return await _run_in_services(plan, workdir, say)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+async def _run_in_services(
+    plan: ChaosPlan, workdir: Path, say: Callable[[str], None]
+) -> ChaosReport:
     os.environ["BILLBRIDGE_CODEC_KEY"] = CODEC_TEST_KEY  # seals the seeded credentials
     run = f"{plan.seed}{random.Random().randrange(16**4):04x}"
     server = DevServer(workdir / "temporal", ui=False, port=free_port())
@@ -346,6 +364,7 @@ async def _run(
         codec=load_codec(settings, {"BILLBRIDGE_CODEC_KEY": CODEC_TEST_KEY}),
     )
     events: list[str] = []
+    leaks: list[str] = []
     try:
         exports = [
             (
@@ -361,7 +380,7 @@ async def _run(
             for customer, where in metered.items()
         ]
         say(f"started {len(exports)} exports and {len(meters)} metering runs")
-        await _chaos(plan, client, store, settings, services, worker, events, say)
+        await _chaos(plan, client, store, settings, services, worker, events, leaks, say)
         unfinished = await _finish(plan, client, exports, meters, started, say)
     finally:
         worker.stop()
@@ -370,6 +389,7 @@ async def _run(
         providers=_tally_invoices(specs, services),
         marketplaces=_tally_metering(metered, ingested, services, first_hour, plan),
         events=events,
+        leaks=leaks,
         unfinished=unfinished,
         seconds=time.monotonic() - started,
     )
@@ -438,19 +458,24 @@ async def _chaos(
     services: Services,
     worker: WorkerProcess,
     events: list[str],
+    leaks: list[str],
     say: Callable[[str], None],
 ) -> None:
-    """Kills, a server restart, faults and a pause at seeded moments of the chaos window."""
+    """Kills, a server restart, faults and a pause at seeded moments of the chaos window;
+    `leaks` gets the requests that reached the paused provider."""
     rng = random.Random(plan.seed + 2)
     moments: list[tuple[float, str]] = [
         (rng.uniform(3, plan.chaos_window), "kill") for _ in range(plan.kills)
     ]
-    if plan.server_restart:
-        moments.append((rng.uniform(plan.chaos_window / 3, plan.chaos_window), "restart"))
     if plan.faults:  # each kind of fault once, at a provider or marketplace drawn at random
         moments += [(rng.uniform(1, plan.chaos_window), f"fault:{kind}") for kind in FAULTS]
+    paused_at = rng.uniform(2, plan.chaos_window / 2)
     if plan.pause:
-        moments.append((rng.uniform(2, plan.chaos_window / 2), "pause"))
+        moments.append((paused_at, "pause"))
+    if plan.server_restart:
+        # While the connection is paused (if one is): the pause must outlive the restart.
+        restart_at = paused_at + 3 if plan.pause else rng.uniform(2, plan.chaos_window)
+        moments.append((restart_at, "restart"))
     start = time.monotonic()
 
     def note(what: str) -> None:
@@ -462,7 +487,9 @@ async def _chaos(
         await asyncio.sleep(max(0.0, at - (time.monotonic() - start)))
         if what == "pause" and plan.pause:
             # Alongside the rest: the switch waits for a worker, which may be down meanwhile.
-            pausing = asyncio.create_task(_pause_and_resume(plan, client, store, settings, note))
+            pausing = asyncio.create_task(
+                _pause_and_resume(plan, client, store, settings, services, note, leaks)
+            )
             continue
         if what == "kill":
             worker.kill()
@@ -480,6 +507,8 @@ async def _chaos(
 
 
 FAULTS = ("5xx", "429", "slow", "drop", "drop_after")
+# A request that passed the gate before the pause and was on its way: it may arrive this late.
+ON_THE_WIRE = 1.0
 
 
 def _inject(rng: random.Random, services: Services, kind: str) -> str:
@@ -503,10 +532,23 @@ async def _pause_and_resume(
     client: Client,
     store: Store,
     settings: Settings,
+    services: Services,
     note: Callable[[str], None],
+    leaks: list[str],
 ) -> None:
+    """Pause the connection, hold it `plan.pause_seconds` (a restart of the server happens
+    meanwhile), resume it; `leaks` gets every request that reached the provider while it was
+    paused (a moment after the switch, for one already on the wire)."""
     assert plan.pause is not None
+    emulator = services.invoicing()[plan.pause]
+    paused_at = 0.0
     for pause in (True, False):
+        if not pause:
+            leaks += [
+                f"{r.method} {r.path} at +{r.at - paused_at:.1f}s"
+                for r in emulator.requests()
+                if r.at > paused_at + ON_THE_WIRE
+            ]
         await switch_connection(
             client,
             settings.task_queue,
@@ -524,6 +566,7 @@ async def _pause_and_resume(
             await asyncio.sleep(0.2)
         note(f"{plan.pause} {'paused' if pause else 'resumed'}")
         if pause:
+            paused_at = time.time()
             await asyncio.sleep(plan.pause_seconds)
 
 

@@ -1,10 +1,11 @@
 """The chaos run, short (tests/chaos_harness.py; `make chaos` runs the full one).
 
 Forty invoices over the four invoicing providers and metering for one customer on each of the
-three marketplaces, while the worker is SIGKILLed and started again, the dev server restarts on
-its SQLite file, the emulators inject 5xx, 429 bursts, slow answers and dropped connections, and
-QuickBooks is paused and resumed. The reconciliation of what every emulator holds must find
-nothing duplicated, missing or different.
+three marketplaces, while the worker is SIGKILLed and started again, the emulators inject 5xx,
+429 bursts, slow answers and dropped connections, and QuickBooks is paused and resumed, the dev
+server restarting on its SQLite file meanwhile: no request may reach QuickBooks while paused.
+The reconciliation of what every emulator holds must find nothing duplicated, missing or
+different.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ async def test_exactly_once_under_kills_a_server_restart_faults_and_a_pause(
         assert what in happened, summary
     for fault in ("5xx", "429", "slow", "drop", "drop_after"):
         assert f"{fault} x" in happened, summary
+    # The server restarted while QuickBooks was paused, and the pause held through it.
+    order = [e.split(" ", 1)[1] for e in report.events]
+    paused, restart = order.index("quickbooks paused"), order.index("restart")
+    assert paused < restart < order.index("quickbooks resumed"), summary
+    assert report.leaks == [], summary
     assert sum(r.expected for r in report.providers.values()) == SHORT.invoices
     assert all(r.exported_once == r.expected for r in report.providers.values()), summary
     assert all(m.hours_once == m.hours_expected > 0 for m in report.marketplaces.values())

@@ -268,3 +268,13 @@ def test_no_request_reaches_a_paused_bill_netsuite_or_quickbooks(
                 store.set_paused(name, False, "", SINCE)
                 provider.check_credentials()  # resumed: it goes through
                 assert len(emulators[name].requests()) > before, name
+
+
+def test_a_request_waiting_for_its_turn_does_not_go_once_paused(store: Store) -> None:
+    def paused_meanwhile(seconds: float) -> None:
+        store.set_paused("c", True, "paused while it waited", SINCE)
+
+    gate = ConnectionGate(store, "c", "Stripe", 1.0, clock=lambda: T0, sleep=paused_meanwhile)
+    gate.before_request("first")  # at once: no wait
+    with pytest.raises(ProviderPaused, match="paused while it waited"):
+        gate.before_request("second")  # waits a second for its turn, and the pause lands

@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from billbridge.activities.providers.pacing import RequestPacer, pacer_for
-from billbridge.activities.store import GateTurn
+from billbridge.activities.store import GateRow, GateTurn
 from billbridge.core.errors import ExportError, ProviderPaused, ProviderRateLimited
 
 # The share of a provider's documented rate a connection uses unless its `requests_per_second`
@@ -61,6 +61,8 @@ class GateStore(Protocol):
     ) -> GateTurn: ...
 
     def slow_down(self, connection_id: str, retry_after: float, now: float) -> None: ...
+
+    def gate(self, connection_id: str) -> GateRow | None: ...
 
 
 GateFactory = Callable[[str, str, float | None], RequestGate]
@@ -108,6 +110,14 @@ class ConnectionGate:
             )
         if turn.delay > 0:
             self._sleep(turn.delay)
+            # Paused while it waited for its turn: it does not go either.
+            found = self.store.gate(self.connection_id)
+            if found is not None and found.paused:
+                raise ProviderPaused(
+                    f"{self.label} {doing}: connection {self.connection_id} was paused: "
+                    f"{found.pause_reason or 'no reason given'}",
+                    self.connection_id,
+                )
 
     def refused_for_rate(self, error: ExportError) -> None:
         if isinstance(error, ProviderRateLimited):
