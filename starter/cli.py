@@ -134,7 +134,8 @@ async def _export(args: argparse.Namespace) -> int:
             return 0
         result = await export_result(handle, invoice.id)
         _print_json(result.model_dump(mode="json"))
-        return {"failed": 1, "needs_attention": 4}.get(result.status.value, 0)
+        # 5: held by a paused connection; it goes on by itself once the connection is resumed.
+        return {"failed": 1, "needs_attention": 4, "paused": 5}.get(result.status.value, 0)
     finally:
         store.close()
 

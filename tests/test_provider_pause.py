@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +46,7 @@ from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.starter.usage_door import ingest_usage, link_marketplace, set_dimension_mapping
 from billbridge.workers.export_worker import MAX_CONCURRENT_ACTIVITIES, build_worker
 from billbridge.workflows.export_invoice import ExportInvoiceWorkflow
+from billbridge.workflows.export_invoice import workflow_id as export_workflow_id
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow
 from billbridge.workflows.search_attributes import CONNECTION_ID, EXPORT_STATUS
 from conftest import CODEC_TEST_KEY, StripeAccount, billbridge, finalized_invoices, wait_for
@@ -124,6 +126,7 @@ async def test_a_paused_connection_holds_its_exports_and_resume_releases_them_in
     emulator: StripeEmulator,
     stripe_account: StripeAccount,
     books: Books,
+    tmp_path: Path,
 ) -> None:
     paused = await cli(worker, "pause", "stripe_invoice", "--reason", "Stripe incident 42")
     assert paused.returncode == 0, paused.stderr
@@ -146,8 +149,17 @@ async def test_a_paused_connection_holds_its_exports_and_resume_releases_them_in
         progress = await handle.query(ExportInvoiceWorkflow.progress)
         assert progress.step == ExportStatus.PAUSED
         assert "Stripe incident 42" in progress.detail
-    # `billbridge export` says so rather than waiting through the pause.
+    # `billbridge export` says so rather than waiting through the pause (exit status 5).
     assert (await export_result(handles[0], ids[0])).status == ExportStatus.PAUSED
+    path = tmp_path / "held.json"
+    path.write_text(json.dumps(build_invoice("inv_pause_cli", "cust_1", "USD", LINES)))
+    held_cli = await asyncio.to_thread(billbridge, worker, "export", str(path))
+    assert held_cli.returncode == 5, held_cli.stderr
+    assert json.loads(held_cli.stdout)["status"] == "paused"
+    ids.append("inv_pause_cli")
+    handles.append(
+        client.get_workflow_handle(export_workflow_id("inv_pause_cli"), result_type=ExportResult)
+    )
     assert len(emulator.requests()) == sent_before  # nothing reached Stripe
 
     async def listed() -> bool:
