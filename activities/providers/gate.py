@@ -93,13 +93,7 @@ class ConnectionGate:
         now = self._clock()
         turn = self.store.take_turn(self.connection_id, self.per_second, now, MAX_TURN_WAIT)
         if turn.paused is not None:
-            since = turn.paused.paused_since
-            when = f" since {since:%Y-%m-%d %H:%M:%S} UTC" if since else ""
-            raise ProviderPaused(
-                f"{self.label} {doing}: connection {self.connection_id} is paused{when}: "
-                f"{turn.paused.pause_reason or 'no reason given'}",
-                self.connection_id,
-            )
+            raise self._paused(doing, turn.paused)
         if turn.delay is None:
             wait = max(turn.earliest - now, 0.0)
             raise ProviderRateLimited(
@@ -113,11 +107,16 @@ class ConnectionGate:
             # Paused while it waited for its turn: it does not go either.
             found = self.store.gate(self.connection_id)
             if found is not None and found.paused:
-                raise ProviderPaused(
-                    f"{self.label} {doing}: connection {self.connection_id} was paused: "
-                    f"{found.pause_reason or 'no reason given'}",
-                    self.connection_id,
-                )
+                raise self._paused(doing, found)
+
+    def _paused(self, doing: str, gate: GateRow) -> ProviderPaused:
+        since = gate.paused_since
+        when = f" since {since:%Y-%m-%d %H:%M:%S} UTC" if since else ""
+        return ProviderPaused(
+            f"{self.label} {doing}: connection {self.connection_id} is paused{when}: "
+            f"{gate.pause_reason or 'no reason given'}",
+            self.connection_id,
+        )
 
     def refused_for_rate(self, error: ExportError) -> None:
         if isinstance(error, ProviderRateLimited):
