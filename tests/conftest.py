@@ -10,6 +10,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +29,10 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflowservice.v1 import UpdateActivityOptionsRequest
 from temporalio.client import Client
 
+from billbridge.activities.oauth import OAuthGrant
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
+from billbridge.emulators.quickbooks import QuickBooksEmulator
 from billbridge.emulators.stripe import StripeEmulator
 from billbridge.starter.seed import seed_catalog, seed_customer, stripe_client
 from billbridge.workers.client import connect
@@ -286,3 +289,18 @@ async def retry_now(client: Client, *workflow_ids: str, within: float = 60.0) ->
                 raise AssertionError(f"{workflow_id}: the killed attempt did not time out")
             await asyncio.sleep(0.05)
         await update(workflow_id, restore_original=True)
+
+
+def emulator_grant(qbo: QuickBooksEmulator) -> OAuthGrant:
+    """A QuickBooks grant as `connections authorize` would store it, from a token pair the
+    emulator issues straight away (no browser round trip)."""
+    token = qbo.issue_tokens()
+    return OAuthGrant(
+        client_id=qbo.client_id,
+        client_secret=qbo.client_secret,
+        access_token=token["access_token"],
+        refresh_token=token["refresh_token"],
+        expires_at=time.time() + float(token["expires_in"]),
+        expires_in=float(token["expires_in"]),
+        company_id=qbo.realm_id,
+    )

@@ -30,7 +30,6 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from billbridge.activities.export import ExportActivities
-from billbridge.activities.oauth import OAuthGrant
 from billbridge.activities.providers import stripe_currencies
 from billbridge.activities.providers.base import Plan
 from billbridge.activities.store import Store
@@ -55,7 +54,7 @@ from billbridge.starter.authorize import store_grant
 from billbridge.starter.door import parse_invoice
 from billbridge.starter.seed import stripe_client
 from billbridge.starter.seed_providers import store_emulator_credential
-from conftest import STRIPE_TEST_KEY
+from conftest import STRIPE_TEST_KEY, emulator_grant
 
 PROVIDERS = ("stripe_invoice", "quickbooks", "bill.com", "netsuite")
 # BILL invoices in USD and the currencies the connection lists (its organization's
@@ -113,16 +112,7 @@ def quickbooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     with QuickBooksEmulator(requests_per_minute=None, company=company) as qbo:
 
         def seed(settings: Settings, store: Store) -> str:
-            token = qbo.issue_tokens()
-            grant = OAuthGrant(
-                client_id=qbo.client_id,
-                client_secret=qbo.client_secret,
-                access_token=token["access_token"],
-                refresh_token=token["refresh_token"],
-                expires_at=time.time() + float(token["expires_in"]),
-                expires_in=float(token["expires_in"]),
-                company_id=qbo.realm_id,
-            )
+            grant = emulator_grant(qbo)
             store_grant(store, settings, "quickbooks", grant)
             return qbo.create_item("Everything")
 

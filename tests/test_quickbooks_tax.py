@@ -8,7 +8,6 @@ sales tax, or as a VAT/GST company (GB, CA).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -18,7 +17,6 @@ import pytest
 from temporalio.client import Client
 
 from billbridge.activities.export import ExportActivities
-from billbridge.activities.oauth import OAuthGrant
 from billbridge.activities.providers.base import PushContext
 from billbridge.activities.providers.quickbooks import (
     QuickBooksFault,
@@ -41,7 +39,7 @@ from billbridge.starter.door import (
     upsert_customers,
 )
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
-from conftest import CODEC_TEST_KEY, billbridge
+from conftest import CODEC_TEST_KEY, billbridge, emulator_grant
 
 CONNECTION = "quickbooks"
 LINES = [
@@ -69,16 +67,7 @@ def settings(
 @pytest.fixture
 def customer_id(qbo: QuickBooksEmulator, store: Store, settings: Settings) -> str:
     """Authorized (a token pair straight from the emulator), items mapped, one customer linked."""
-    token = qbo.issue_tokens()
-    grant = OAuthGrant(
-        client_id=qbo.client_id,
-        client_secret=qbo.client_secret,
-        access_token=token["access_token"],
-        refresh_token=token["refresh_token"],
-        expires_at=time.time() + float(token["expires_in"]),
-        expires_in=float(token["expires_in"]),
-        company_id=qbo.realm_id,
-    )
+    grant = emulator_grant(qbo)
     store_grant(store, settings, CONNECTION, grant)
     items = {line.item_id: qbo.create_item(line.item_name) for line in LINES}
     store.set_mappings(CONNECTION, items)

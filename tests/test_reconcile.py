@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from billbridge.activities.export import ExportActivities
-from billbridge.activities.oauth import OAuthGrant
 from billbridge.activities.providers.base import PushContext
 from billbridge.activities.store import Store
 from billbridge.core.config import Settings
@@ -34,7 +33,7 @@ from billbridge.starter.cli import build_parser
 from billbridge.starter.door import submit_invoice, upsert_customers
 from billbridge.starter.samples import SampleLine, build_customer, build_invoice
 from billbridge.starter.seed_providers import store_emulator_credential
-from conftest import BILLBRIDGE_CLI, CODEC_TEST_KEY, STRIPE_TEST_KEY, StripeAccount
+from conftest import BILLBRIDGE_CLI, CODEC_TEST_KEY, STRIPE_TEST_KEY, StripeAccount, emulator_grant
 
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
 
@@ -442,16 +441,7 @@ def test_usage_errors_name_the_option(capsys: pytest.CaptureFixture[str]) -> Non
 def test_quickbooks(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with QuickBooksEmulator(requests_per_minute=None) as qbo:
         books = account("quickbooks", tmp_path, store, monkeypatch, qbo.base_url)
-        token = qbo.issue_tokens()
-        grant = OAuthGrant(
-            client_id=qbo.client_id,
-            client_secret=qbo.client_secret,
-            access_token=token["access_token"],
-            refresh_token=token["refresh_token"],
-            expires_at=time.time() + float(token["expires_in"]),
-            expires_in=float(token["expires_in"]),
-            company_id=qbo.realm_id,
-        )
+        grant = emulator_grant(qbo)
         store_grant(store, books.settings, "quickbooks", grant)
         store.set_mappings(
             "quickbooks", {ln.item_id: qbo.create_item(ln.item_name) for ln in LINES}
