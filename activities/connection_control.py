@@ -65,8 +65,7 @@ class ConnectionControlActivities:
 
     @activity.defn(name=names.CONNECTION_PAUSED)
     def connection_paused(self, ref: ConnectionRef) -> bool:
-        gate = self.store.gate(ref.connection_id)
-        return gate is not None and gate.paused
+        return self._paused(ref.connection_id)
 
     @activity.defn(name=names.RELEASE_HELD_WORKFLOWS)
     async def release_held_workflows(self, request: ReleaseHeld) -> ReleaseResult:
@@ -85,7 +84,7 @@ class ConnectionControlActivities:
             ]
             held.sort(key=_started)
             for execution in held:
-                if self._paused_again(request.connection_id):
+                if self._paused(request.connection_id):
                     return ReleaseResult(released=len(woken))  # paused again: they stay held
                 handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
                 try:
@@ -97,7 +96,7 @@ class ConnectionControlActivities:
                 await self._sleep(pace)
         return ReleaseResult(released=len(woken))
 
-    def _paused_again(self, connection_id: str) -> bool:
+    def _paused(self, connection_id: str) -> bool:
         gate = self.store.gate(connection_id)
         return gate is not None and gate.paused
 

@@ -79,7 +79,7 @@ from billbridge.activities.store import Store
 from billbridge.core.config import Settings
 from billbridge.core.connection_control import workflow_id
 from billbridge.core.messages import ExportResult, ExportStatus
-from billbridge.starter.commands.provider import switch_connection
+from billbridge.starter.commands.provider import switch_and_wait, switch_connection
 from billbridge.starter.door import start_export, submit_invoice
 from billbridge.workers.client import connect
 from billbridge.workers.codec import generate_key, load_codec
@@ -349,17 +349,13 @@ async def measure_drain(server: DevServer, tmp: Path, held: int, latency: float)
     ):
         client, store, queue = b.client, b.store, b.settings.task_queue
 
-        async def gate_paused() -> bool:
-            gate = store.gate(CONNECTION)
-            return gate is not None and gate.paused
-
         async def all_held() -> bool:
             return (await client.count_workflows(held_query(CONNECTION))).count == held
 
-        await switch_connection(
+        if not await switch_and_wait(
             client, queue, store, CONNECTION, CONNECTION, pause=True, reason="bench: backlog"
-        )
-        await until(gate_paused, 30, "the pause applied")
+        ):
+            raise RuntimeError("the pause applied: not within the wait")
         invoice_ids = b.receive(held)
         handles = [await start_export(client, i, queue) for i in invoice_ids]
         await until(all_held, HELD_WAIT_SECONDS, f"{held} exports listed as held")

@@ -29,7 +29,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -56,7 +55,7 @@ from billbridge.emulators.gcp_marketplace import GcpMarketplaceEmulator
 from billbridge.emulators.netsuite import NetSuiteEmulator
 from billbridge.emulators.quickbooks import QuickBooksEmulator
 from billbridge.emulators.stripe import StripeEmulator
-from billbridge.starter.commands.provider import switch_connection
+from billbridge.starter.commands.provider import switch_and_wait
 from billbridge.starter.demo import prepare_item_provider, prepare_quickbooks
 from billbridge.starter.demo_metering import MeteredCustomer, held_records, seed_marketplaces
 from billbridge.starter.door import start_export, submit_invoice
@@ -67,7 +66,7 @@ from billbridge.workers.client import connect
 from billbridge.workers.codec import load_codec
 from billbridge.workers.dev_server import DevServer, free_port
 from billbridge.workflows.marketplace_metering import MarketplaceMeteringWorkflow, workflow_id
-from conftest import CODEC_TEST_KEY, process_env
+from conftest import CODEC_TEST_KEY, start_worker
 
 INVOICING = ("stripe_invoice", "quickbooks", "bill.com", "netsuite")
 MARKETPLACES = ("aws", "azure", "gcp")
@@ -232,21 +231,16 @@ def _slug(provider: str) -> str:
 
 
 class WorkerProcess:
-    """`python -m billbridge.workers.export_worker`, started again after every kill."""
+    """`python -m billbridge.workers.export_worker` (conftest.start_worker), started again after
+    every kill."""
 
     def __init__(self, settings: Settings, log: Path) -> None:
-        self.env = process_env(settings)
+        self.settings = settings
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "billbridge.workers.export_worker"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = start_worker(self.settings, self.log)
 
     def kill(self) -> None:
         if self.process is not None:
@@ -549,7 +543,8 @@ async def _pause_and_resume(
                 for r in emulator.requests()
                 if r.at > paused_at + ON_THE_WIRE
             ]
-        await switch_connection(
+        # A worker may be down meanwhile: the switch waits for one.
+        await switch_and_wait(
             client,
             settings.task_queue,
             store,
@@ -557,13 +552,8 @@ async def _pause_and_resume(
             plan.pause,
             pause=pause,
             reason="chaos: provider incident" if pause else "",
+            within=120,
         )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # a worker may be down: the switch waits for one
-            gate = store.gate(plan.pause)
-            if gate is not None and gate.paused == pause:
-                break
-            await asyncio.sleep(0.2)
         note(f"{plan.pause} {'paused' if pause else 'resumed'}")
         if pause:
             paused_at = time.time()

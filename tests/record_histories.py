@@ -32,7 +32,7 @@ from billbridge.core.config import Settings
 from billbridge.core.connection_control import workflow_id as control_workflow_id
 from billbridge.core.messages import ExportResult, ExportStatus
 from billbridge.emulators.stripe import Fault, StripeEmulator
-from billbridge.starter.commands.provider import switch_connection
+from billbridge.starter.commands.provider import switch_and_wait
 from billbridge.starter.door import (
     export_invoice,
     export_result,
@@ -163,7 +163,7 @@ async def record_paused(
     the export's history and the connection's control workflow's."""
 
     async def switched(pause: bool) -> None:
-        await switch_connection(
+        assert await switch_and_wait(
             client,
             settings.task_queue,
             store,
@@ -172,12 +172,6 @@ async def record_paused(
             pause=pause,
             reason="recorded pause" if pause else "",
         )
-
-        async def applied() -> bool:
-            gate = store.gate("stripe_invoice")
-            return gate is not None and gate.paused == pause
-
-        await until(applied)
 
     await switched(True)
     submitted = submit_invoice(store, invoice)

@@ -31,7 +31,7 @@ from billbridge.emulators.aws_marketplace import (
     DEFAULT_SECRET_ACCESS_KEY,
     AwsMarketplaceEmulator,
 )
-from billbridge.starter.commands.provider import switch_connection
+from billbridge.starter.commands.provider import switch_and_wait
 from billbridge.starter.metering_door import (
     metering_state,
     pause_metering,
@@ -154,14 +154,9 @@ async def record() -> None:
 async def switch(client: Client, store: Store, settings: Settings, *, pause: bool) -> None:
     """Pause or resume the AWS connection as `billbridge provider pause|resume` does."""
     reason = "recording a connection pause" if pause else ""
-    await switch_connection(
+    assert await switch_and_wait(
         client, settings.task_queue, store, "aws", "aws", pause=pause, reason=reason
     )
-    while True:
-        gate = store.gate("aws")
-        if gate is not None and gate.paused == pause:
-            return
-        await asyncio.sleep(0.1)
 
 
 async def status_is(client: Client, customer: str, status: str) -> None:

@@ -144,32 +144,55 @@ async def _switch(
 ) -> int:
     client = await _client(settings)
     reason = (reason or "").strip()
-    handle = await switch_connection(
+    applied = await switch_and_wait(
         client, settings.task_queue, store, connection_id, provider, pause=pause, reason=reason
     )
-    verb = "paused" if pause else "resumed"
-    deadline = time.monotonic() + APPLY_WAIT_SECONDS
-    while time.monotonic() < deadline:
+    control = workflow_id(connection_id)
+    if not applied:
+        print(
+            f"{connection_id}: the {'pause' if pause else 'resume'} signal was sent to workflow "
+            f"{control}, but no worker applied it within {APPLY_WAIT_SECONDS:g} s: it takes "
+            "effect as soon as a worker runs (`billbridge worker`)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{connection_id}: {'paused' if pause else 'resumed'} (workflow {control})")
+    found = store.gate(connection_id)
+    if pause and found is not None:
+        closes = window_outlook(provider, found.paused_since or datetime.now(UTC))
+        if closes is not None:
+            print(
+                f"  metering held by this pause must reach {provider} before "
+                f"{closes:%Y-%m-%d %H:%M} UTC (the oldest hour's window)"
+            )
+    return 0
+
+
+async def switch_and_wait(
+    client: Client,
+    task_queue: str,
+    store: Store,
+    connection_id: str,
+    provider: str,
+    *,
+    pause: bool,
+    reason: str = "",
+    within: float = APPLY_WAIT_SECONDS,
+) -> bool:
+    """switch_connection, then wait until a worker has put the switch in place in the store
+    (a pause with this reason); False when none did within `within` seconds."""
+    await switch_connection(
+        client, task_queue, store, connection_id, provider, pause=pause, reason=reason
+    )
+    deadline = time.monotonic() + within
+    while True:
         found = store.gate(connection_id)
         paused_now = found is not None and found.paused
         if paused_now == pause and (found is None or not pause or found.pause_reason == reason):
-            print(f"{connection_id}: {verb} (workflow {handle.id})")
-            if pause and found is not None:
-                closes = window_outlook(provider, found.paused_since or datetime.now(UTC))
-                if closes is not None:
-                    print(
-                        f"  metering held by this pause must reach {provider} before "
-                        f"{closes:%Y-%m-%d %H:%M} UTC (the oldest hour's window)"
-                    )
-            return 0
+            return True
+        if time.monotonic() >= deadline:
+            return False
         await asyncio.sleep(0.2)
-    print(
-        f"{connection_id}: the {'pause' if pause else 'resume'} signal was sent to workflow "
-        f"{handle.id}, but no worker applied it within {APPLY_WAIT_SECONDS:g} s: it takes effect "
-        "as soon as a worker runs (`billbridge worker`)",
-        file=sys.stderr,
-    )
-    return 1
 
 
 def _status(args: argparse.Namespace, settings: Settings, store: Store) -> int:
